@@ -1,0 +1,36 @@
+"""Hydra's and OmegaConf's composition errors, reduced to one line that names the key."""
+
+from __future__ import annotations
+
+import re
+
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def describe(exc: Exception) -> str:
+    """One line for a failed composition: '<key>[=<value>]: <what is wrong>'."""
+    if isinstance(exc, MissingConfigException) and exc.options is not None:
+        missing = re.search(r"Could not find '([^']+)'", str(exc))
+        option = missing.group(1) if missing else str(exc.missing_cfg_file)
+        group, _, name = option.rpartition("/")
+        choices = ", ".join(o for o in exc.options if o != "schema")
+        return f"{group}={name}: no such option (choose from {choices})"
+    if isinstance(exc, OverrideParseException):
+        return f"{exc.override}: cannot parse this override ({_first_line(exc.message)})"
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        key = cause.full_key or "?"
+        if isinstance(cause, ConfigAttributeError | ConfigKeyError):
+            return f"{key}: no such key ({_first_line(cause.msg)})"
+        merged = re.search(r"override (\S+)", str(exc))
+        shown = merged.group(1) if merged and merged.group(1).startswith(key) else key
+        return f"{shown}: {_first_line(cause.msg)}"
+    could_not = re.search(r"Could not override '([^']+)'", str(exc))
+    if could_not:
+        return f"{could_not.group(1)}: no such key (add a new key with +{could_not.group(1)}=...)"
+    return _first_line(str(exc)) or type(exc).__name__

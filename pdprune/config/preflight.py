@@ -1,0 +1,76 @@
+"""Start-up checks: compose and validate every job of a command line before Hydra creates any
+run folder, so a bad key or value costs one line of output and nothing on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from ..errors import ConfigError, PdpruneError
+from . import CONFIG_DIR
+from .errors import describe
+from .validate import validate
+
+INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "resolve")
+
+
+def job_overrides(argv: list[str]) -> list[list[str]] | None:
+    """The override list of every job `argv` would run; None for Hydra's informational flags."""
+    args = get_args_parser().parse_args(argv)
+    if any(getattr(args, flag, None) for flag in INFO_FLAGS):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except HydraException as exc:
+        raise PdpruneError(describe(exc)) from None
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if not args.multirun:
+        if sweeps:
+            raise PdpruneError(f"{sweeps[0]}: a sweep needs --multirun (-m)")
+        return [args.overrides]
+    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+
+
+def check(argv: list[str]) -> int:
+    """Compose and validate each job; raise PdpruneError (one line) on the first bad one.
+    Returns the number of jobs checked."""
+    jobs = job_overrides(argv)
+    if jobs is None:
+        return 0
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3",
+                               job_name="prune-train"):
+        for overrides in jobs:
+            try:
+                cfg = compose("train", overrides=overrides)
+            except (HydraException, OmegaConfBaseException) as exc:
+                raise PdpruneError(describe(exc)) from None
+            try:
+                validate(cfg)
+            except OmegaConfBaseException as exc:  # e.g. an interpolation that cannot resolve
+                raise PdpruneError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
+    return len(jobs)
+
+
+def with_resume(argv: list[str]) -> list[str]:
+    """`trainer.resume=DIR` continues the run in DIR: replay its saved overrides (later ones on
+    the command line win) and write into the same folder."""
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("trainer.resume=")), None)
+    if not resume or resume in ("null", "None"):
+        return argv
+    run_dir = Path(resume).expanduser()
+    if run_dir.is_file():  # a checkpoint: <run>/checkpoints/last.pt
+        run_dir = run_dir.parent.parent
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError("trainer.resume", resume, f"not a run folder (no {saved})")
+    previous = [o for o in yaml.safe_load(saved.read_text()) or []
+                if not o.startswith("trainer.resume=")]
+    has_dir = any(a.startswith("hydra.run.dir=") for a in argv)
+    return previous + argv + ([] if has_dir else [f"hydra.run.dir={run_dir}"])

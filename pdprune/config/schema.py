@@ -1,0 +1,247 @@
+"""Structured configs: one dataclass per group option, so Hydra type-checks every key.
+
+Each YAML option under configs/<group>/ starts from its schema here
+(`defaults: [/schema/<group>/<name>@_here_]`), which makes the composed config closed:
+a misspelt key or a value of the wrong type fails at composition, before anything is built.
+Semantic checks (ranges, cross-group consistency, files on disk) live in validate.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass
+class MLPConfig:
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    width: float = 1.0  # multiplies every hidden size (large-sparse vs small-dense studies)
+
+
+@dataclass
+class LeNetConfig:
+    name: str = "lenet"
+    width: float = 1.0  # multiplies every channel and hidden size
+
+
+@dataclass
+class ResNetConfig:
+    name: str = "resnet18"
+    # 3x3 stride-1 stem without max-pool for small images; null = auto (inputs under 64 px)
+    small_input: Optional[bool] = None
+
+
+# ---------------------------------------------------------------- dataset
+
+
+@dataclass
+class DigitsConfig:
+    name: str = "digits"
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+
+
+@dataclass
+class FashionMNISTConfig:
+    name: str = "fashion_mnist"
+    root: Optional[str] = None  # null: /usr/share/datasets/fashion-mnist (Debian's package)
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    val_size: int = 5000  # held out of the 60k training images, seeded
+    split_seed: int = 0
+
+
+@dataclass
+class SyntheticConfig:
+    name: str = "synthetic"
+    channels: int = 1
+    size: int = 8
+    num_classes: int = 4
+    num_train: int = 256
+    num_val: int = 64
+    num_test: int = 64
+    noise: float = 1.0
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    split_seed: int = 0
+
+
+# ---------------------------------------------------------------- method
+
+
+@dataclass
+class TargetsConfig:
+    """Which layers get masks. Default: every Conv2d and Linear weight except the output layer."""
+
+    layer_types: list[str] = field(default_factory=lambda: ["Conv2d", "Linear"])
+    exclude: list[str] = field(default_factory=list)  # regexes on module names
+    keep_output_layer: bool = True
+
+
+@dataclass
+class DenseMethodConfig:
+    name: str = "dense"
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class MagnitudeMethodConfig:
+    name: str = "magnitude"
+    budget: str = "uniform"  # uniform: every layer at the target | global: one magnitude cut
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class RandomMethodConfig:
+    name: str = "random"
+    budget: str = "uniform"
+    seed: int = 0
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class PDPMethodConfig:
+    name: str = "pdp"
+    tau: float = 1e-4  # softmax temperature; the paper reports 1e-5 .. 1e-4
+    budget: str = "global"  # global: per-layer rates from one magnitude cut at warm-up end
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+# ---------------------------------------------------------------- granularity
+
+
+@dataclass
+class UnstructuredConfig:
+    name: str = "unstructured"
+
+
+# ---------------------------------------------------------------- schedule
+
+
+@dataclass
+class PDPScheduleConfig:
+    name: str = "pdp"
+    target: float = MISSING  # final sparsity, ${sparsity}
+    warmup_epochs: int = 1
+    ramp_epochs: int = 1  # epochs from first pruning to the target: eps = 1 / ramp_epochs
+    eps: Optional[float] = None  # set to use the paper's per-epoch step directly (0.015 on ImageNet)
+
+
+@dataclass
+class CubicScheduleConfig:
+    name: str = "cubic"
+    target: float = MISSING
+    initial_sparsity: float = 0.0
+    start_epoch: int = 0
+    end_epoch: int = 1
+    dt: int = 10  # optimizer steps between mask updates
+
+
+@dataclass
+class OneShotScheduleConfig:
+    name: str = "oneshot"
+    target: float = MISSING
+    epoch: int = 0  # masks are set before the first step of this epoch (0-based)
+
+
+# ---------------------------------------------------------------- optimizer
+
+
+@dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"  # cosine | step | constant (stepped once per epoch)
+    step_size: int = 30  # epochs, for lr_schedule=step
+    gamma: float = 0.1
+
+
+@dataclass
+class AdamWConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.01
+    lr_schedule: str = "cosine"
+    step_size: int = 30
+    gamma: float = 0.1
+
+
+# ---------------------------------------------------------------- trainer / export
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    label_smoothing: float = 0.0
+    resume: Optional[str] = None  # a run folder (or its checkpoints/last.pt) to continue
+    progress: bool = True  # tqdm bars (shown only on a terminal)
+
+
+@dataclass
+class ExportConfig:
+    safetensors: bool = True
+
+
+# ---------------------------------------------------------------- root
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    dataset: Any = MISSING
+    method: Any = MISSING
+    granularity: Any = MISSING
+    schedule: Any = MISSING
+    optim: Any = MISSING
+    trainer: Any = MISSING
+    export: Any = MISSING
+    sparsity: float = 0.9  # fraction of prunable weights that end at zero
+    seed: int = 0
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "resnet": ResNetConfig},
+    "dataset": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig,
+                "synthetic": SyntheticConfig},
+    "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
+               "random": RandomMethodConfig, "pdp": PDPMethodConfig},
+    "granularity": {"unstructured": UnstructuredConfig},
+    "schedule": {"pdp": PDPScheduleConfig, "cubic": CubicScheduleConfig,
+                 "oneshot": OneShotScheduleConfig},
+    "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+    "trainer": {"default": TrainerConfig},
+    "export": {"default": ExportConfig},
+}
+
+
+def _fraction_of_epochs(fraction: float, *, _root_: Any) -> int:
+    """`${epochs_frac:0.5}`: an epoch count that follows trainer.epochs when a user changes it.
+    A positive fraction is at least one epoch."""
+    epochs = round(float(fraction) * int(_root_.trainer.epochs))
+    return max(1, epochs) if float(fraction) > 0 else 0
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore and the resolvers in OmegaConf (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name="schema", node=TrainConfig)
+    for group, options in SCHEMAS.items():
+        for name, node in options.items():
+            store.store(group=f"schema/{group}", name=name, node=node)
+    if not OmegaConf.has_resolver("epochs_frac"):
+        OmegaConf.register_new_resolver("epochs_frac", _fraction_of_epochs)

@@ -1,0 +1,90 @@
+"""Semantic checks on a composed config, run before anything is built.
+
+The schemas already fixed types and key names; this module checks what a type cannot say:
+ranges, a schedule that fits in the training run, data that exists on disk.
+"""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import DictConfig
+
+from ..data.locate import locate_dataset
+from ..errors import ConfigError
+
+BUDGETS = ("uniform", "global")
+LR_SCHEDULES = ("cosine", "step", "constant")
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key; return silently when the config is usable."""
+    if not 0.0 <= cfg.sparsity < 1.0:
+        raise ConfigError("sparsity", cfg.sparsity, "must be in [0, 1)")
+    epochs = cfg.trainer.epochs
+    if epochs <= 0:
+        raise ConfigError("trainer.epochs", epochs, "must be a positive number of epochs")
+    if cfg.trainer.amp not in AMP_MODES:
+        raise ConfigError("trainer.amp", cfg.trainer.amp, f"must be one of {', '.join(AMP_MODES)}")
+    _check_device(cfg.trainer.device)
+    if cfg.optim.lr <= 0:
+        raise ConfigError("optim.lr", cfg.optim.lr, "must be positive")
+    if cfg.optim.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError("optim.lr_schedule", cfg.optim.lr_schedule,
+                          f"must be one of {', '.join(LR_SCHEDULES)}")
+    if cfg.dataset.batch_size <= 0:
+        raise ConfigError("dataset.batch_size", cfg.dataset.batch_size, "must be positive")
+    if "width" in cfg.model and cfg.model.width <= 0:
+        raise ConfigError("model.width", cfg.model.width, "must be positive")
+    if "budget" in cfg.method and cfg.method.budget not in BUDGETS:
+        raise ConfigError("method.budget", cfg.method.budget, f"must be one of {', '.join(BUDGETS)}")
+    if "tau" in cfg.method and cfg.method.tau <= 0:
+        raise ConfigError("method.tau", cfg.method.tau, "must be positive")
+    if cfg.method.name != "dense":
+        _check_schedule(cfg.schedule, epochs)
+    locate_dataset(cfg.dataset)
+
+
+def _check_device(device: str) -> None:
+    if device in ("auto", "cpu") or device == "cuda" or device.startswith("cuda:"):
+        return
+    raise ConfigError("trainer.device", device, "must be auto, cpu, cuda or cuda:N")
+
+
+def _check_schedule(schedule: DictConfig, epochs: int) -> None:
+    if not 0.0 <= schedule.target < 1.0:
+        raise ConfigError("schedule.target", schedule.target, "must be in [0, 1)")
+    after_training = f"after training ends (trainer.epochs={epochs})"
+    if schedule.name == "pdp":
+        if schedule.warmup_epochs < 0:
+            raise ConfigError("schedule.warmup_epochs", schedule.warmup_epochs, "must be >= 0")
+        if schedule.eps is not None:
+            if not 0 < schedule.eps <= 1:
+                raise ConfigError("schedule.eps", schedule.eps, "must be in (0, 1]")
+            key, value, ramp = "schedule.eps", schedule.eps, math.ceil(1 / schedule.eps)
+        else:
+            if schedule.ramp_epochs < 1:
+                raise ConfigError("schedule.ramp_epochs", schedule.ramp_epochs, "must be >= 1")
+            key, value, ramp = "schedule.ramp_epochs", schedule.ramp_epochs, schedule.ramp_epochs
+        last = schedule.warmup_epochs + ramp  # the target holds from this epoch (1-based) on
+        if last > epochs:
+            raise ConfigError(key, value, f"warm-up {schedule.warmup_epochs} + ramp {ramp} epochs "
+                              f"reaches the target at epoch {last}, {after_training}")
+    elif schedule.name == "cubic":
+        if schedule.dt < 1:
+            raise ConfigError("schedule.dt", schedule.dt, "must be at least 1 optimizer step")
+        if not 0.0 <= schedule.initial_sparsity <= schedule.target:
+            raise ConfigError("schedule.initial_sparsity", schedule.initial_sparsity,
+                              f"must be in [0, target={schedule.target}]")
+        if schedule.start_epoch < 0:
+            raise ConfigError("schedule.start_epoch", schedule.start_epoch, "must be >= 0")
+        if schedule.end_epoch <= schedule.start_epoch:
+            raise ConfigError("schedule.end_epoch", schedule.end_epoch,
+                              f"must be after schedule.start_epoch={schedule.start_epoch}")
+        if schedule.end_epoch > epochs:
+            raise ConfigError("schedule.end_epoch", schedule.end_epoch, f"ends {after_training}")
+    elif schedule.name == "oneshot":
+        if not 0 <= schedule.epoch < epochs:
+            raise ConfigError("schedule.epoch", schedule.epoch,
+                              f"must be in [0, {epochs}) to prune before training ends")

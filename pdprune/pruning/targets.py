@@ -1,0 +1,30 @@
+"""Which modules of a model get a weight mask."""
+
+from __future__ import annotations
+
+import re
+
+from omegaconf import DictConfig
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def select_targets(model: nn.Module, cfg: DictConfig) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every prunable layer, in registration order.
+
+    A layer is prunable when its class name is in cfg.layer_types and no cfg.exclude regex
+    matches its name; with cfg.keep_output_layer the last such layer (the classifier) stays dense.
+    """
+    types = set(cfg.layer_types)
+    known = {m.__class__.__name__ for m in model.modules()}
+    unknown = types - known - {"Conv1d", "Conv2d", "Conv3d", "Linear"}
+    if unknown:
+        raise ConfigError("method.targets.layer_types", sorted(unknown),
+                          f"no such layer type in the model (it has {', '.join(sorted(known))})")
+    patterns = [re.compile(p) for p in cfg.exclude]
+    layers = [(name, m) for name, m in model.named_modules()
+              if m.__class__.__name__ in types and getattr(m, "weight", None) is not None]
+    if cfg.keep_output_layer and layers:
+        layers = layers[:-1]
+    return [(name, m) for name, m in layers if not any(p.search(name) for p in patterns)]

@@ -1,0 +1,96 @@
+"""One run: build data, model, pruner and trainer from a config; train; harden; export; summarise."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import save_file
+
+from .config.validate import validate
+from .data import build_data
+from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
+from .models import build_model
+from .pruning import build_pruner
+from .train import (Trainer, build_lr_scheduler, build_optimizer, evaluate, load_checkpoint,
+                    resolve_checkpoint)
+
+log = logging.getLogger("pdprune")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default; none on the CPU, where it is slower than fp32."""
+    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_labels(cfg: DictConfig) -> dict[str, str]:
+    """Names for the summary when no Hydra choices are at hand (library use)."""
+    return {"model": cfg.model.name, "dataset": cfg.dataset.name, "method": cfg.method.name,
+            "granularity": cfg.granularity.name, "schedule": cfg.schedule.name}
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
+    """Everything the loop needs, built in a fixed order so a seed fixes the whole run."""
+    device = resolve_device(cfg.trainer.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from .errors import ConfigError
+        raise ConfigError("trainer.device", cfg.trainer.device, "CUDA is not available here")
+    seed_everything(cfg.seed)
+    data = build_data(cfg.dataset, cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train))
+    optimizer = build_optimizer(cfg.optim, model)
+    lr_scheduler = build_lr_scheduler(cfg.optim, optimizer, cfg.trainer.epochs)
+    return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=cfg.trainer.epochs,
+                   device=device, amp_dtype=resolve_amp(cfg.trainer.amp, device),
+                   run_dir=run_dir, label_smoothing=cfg.trainer.label_smoothing,
+                   progress=cfg.trainer.progress)
+
+
+def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:
+    """Train, prune, evaluate and export one configuration into run_dir; returns the summary."""
+    validate(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, run_dir)
+    if cfg.trainer.resume:
+        path = resolve_checkpoint(cfg.trainer.resume)
+        trainer.load_checkpoint(load_checkpoint(path))
+        log.info("resumed from %s after epoch %d", path, trainer.state.epoch)
+    data, model, pruner = trainer.data, trainer.model, trainer.pruner
+    log.info("%s: %d prunable weights in %d layers, %d train batches/epoch, device %s",
+             cfg.method.name, pruner.num_prunable, len(pruner.layers), len(data.train),
+             trainer.device)
+    state = trainer.fit()
+
+    layers = pruner.finalize()
+    accuracy = {split: evaluate(model, loader, trainer.device, trainer.amp_dtype)
+                for split, loader in (("val", data.val), ("test", data.test))}
+    if cfg.export.safetensors:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+                  str(run_dir / "model.safetensors"))
+    summary = build_summary(
+        labels=labels or default_labels(cfg), target=pruner.final_sparsity, layers=layers,
+        macs=layer_macs(model, data.input_shape, trainer.device),
+        params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
+        train_time_s=state.train_time_s, run_dir=run_dir)
+    write_summary(run_dir / "summary.json", summary)
+    print(format_summary(summary), flush=True)
+    return summary

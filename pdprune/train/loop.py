@@ -1,0 +1,114 @@
+"""The train loop: epochs of optimizer steps, with the pruner called before every step,
+evaluation, metrics and a checkpoint at the end of every epoch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import DataBundle
+from .checkpoint import CHECKPOINT, restore_rng_states, rng_states, save_checkpoint
+from .evaluate import autocast, evaluate
+from .metrics import MetricsLog
+
+log = logging.getLogger("pdprune")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    train_time_s: float = 0.0  # wall time spent in completed epochs (survives resumes)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, data: DataBundle, pruner, optimizer, lr_scheduler, *,
+                 epochs: int, device: torch.device, amp_dtype: torch.dtype | None, run_dir: Path,
+                 label_smoothing: float = 0.0, progress: bool = True):
+        self.model, self.data, self.pruner = model, data, pruner
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
+        self.run_dir, self.label_smoothing, self.progress = run_dir, label_smoothing, progress
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self) -> TrainState:
+        self.metrics.truncate(self.state.epoch)
+        for epoch in range(self.state.epoch, self.epochs):
+            started = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train = self.train_epoch(epoch)
+            self.lr_scheduler.step()
+            val = evaluate(self.model, self.data.val, self.device, self.amp_dtype)
+            self.state.epoch = epoch + 1
+            self.state.train_time_s += time.perf_counter() - started
+            record = {
+                "epoch": epoch + 1, "step": self.state.step, "lr": lr,
+                "train_loss": train["loss"], "train_top1": train["top1"],
+                **{f"val_{k}": v for k, v in val.items()},
+                "target_sparsity": self.pruner.sparsity,
+                "achieved_sparsity": self.pruner.achieved_sparsity(),
+                "epoch_time_s": round(time.perf_counter() - started, 3),
+            }
+            self.metrics.append(record)
+            log.info("epoch %d/%d  loss %.4f  val top1 %.4f  sparsity %.3f (target %.3f)  %.1fs",
+                     epoch + 1, self.epochs, train["loss"], val["top1"],
+                     record["achieved_sparsity"], record["target_sparsity"],
+                     record["epoch_time_s"])
+            self.save_checkpoint()
+        return self.state
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(self.data.train, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
+                   leave=False, dynamic_ncols=True, disable=None if self.progress else True)
+        for x, y in bar:
+            self.pruner.before_step(self.state.step)
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp_dtype):
+                logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.state.step += 1
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen += len(y)
+        bar.close()
+        return {"loss": loss_sum.item() / max(1, seen), "top1": correct.item() / max(1, seen)}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT, {
+            "state": vars(self.state).copy(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "pruner": self.pruner.state_dict(),
+            "train_loader": self.data.train.state_dict(),
+            "rng": rng_states(),
+        })
+
+    def load_checkpoint(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.lr_scheduler.load_state_dict(payload["lr_scheduler"])
+        self.pruner.load_state_dict(payload["pruner"])
+        self.data.train.load_state_dict(payload["train_loader"])
+        restore_rng_states(payload["rng"])
+        self.state = TrainState(**payload["state"])
