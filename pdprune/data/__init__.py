@@ -1,26 +1,27 @@
-"""Datasets: one module per family; every builder returns a DataBundle."""
+"""Datasets: one module per family; every builder returns a DataBundle (see bundle.py).
+
+Builders are imported on use, so that checking a config (which needs only locate.py) does not
+load torch or scikit-learn.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
-from .bundle import DataBundle, TensorLoader
-from .digits import build_digits
-from .fashion_mnist import build_fashion_mnist
-from .synthetic import build_synthetic
+    from .bundle import DataBundle
 
-BUILDERS: dict[str, Callable[[DictConfig, int], DataBundle]] = {
-    "digits": build_digits,
-    "fashion_mnist": build_fashion_mnist,
-    "synthetic": build_synthetic,
+BUILDERS = {  # dataset name -> "module:function"
+    "digits": "digits:build_digits",
+    "fashion_mnist": "fashion_mnist:build_fashion_mnist",
+    "synthetic": "synthetic:build_synthetic",
 }
 
 
 def build_data(cfg: DictConfig, seed: int) -> DataBundle:
     """The dataset named by cfg.name; `seed` drives the training-set shuffle."""
-    return BUILDERS[cfg.name](cfg, seed)
-
-
-__all__ = ["DataBundle", "TensorLoader", "build_data"]
+    module, function = BUILDERS[cfg.name].split(":")
+    return getattr(import_module(f".{module}", __name__), function)(cfg, seed)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import DataBundle
+from ..data.bundle import DataBundle
 from .checkpoint import CHECKPOINT, restore_rng_states, rng_states, save_checkpoint
 from .evaluate import autocast, evaluate
 from .metrics import MetricsLog

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One-command set-up: the package with its dev tools, plus Debian's Fashion-MNIST files where
+# apt-get is available (the digits default needs no files at all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -d "$FMNIST" ] && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+  if { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1; then
+    echo "Fashion-MNIST installed in $FMNIST"
+  else
+    echo "note: could not apt-get install dataset-fashion-mnist; set dataset.root to your copy" >&2
+  fi
+fi
+echo "pdprune is set up: try 'prune-train'"

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pdprune.config import CONFIG_DIR
+
+
+@pytest.fixture
+def make_cfg():
+    """Compose configs/train.yaml with overrides, exactly as prune-train does."""
+
+    def _make(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("train", overrides=list(overrides))
+
+    return _make
+
+
+# A few seconds on a CPU: synthetic 8x8 images, small MLP, no progress bars.
+TINY = ("dataset=synthetic", "model.hidden=[32]", "trainer.epochs=4", "trainer.progress=false")

@@ -1,0 +1,76 @@
+"""PDP's soft mask and its gradient against values computed by hand (METHODS.md section 1)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pdprune.pruning.granularity import Unstructured
+from pdprune.pruning.masks import PDPSoftMask
+
+W = [0.1, -0.2, 0.3, 0.4]
+TAU = 0.01
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def hand_mask() -> list[float]:
+    # prune 2 of 4: the cut lies between |w| = 0.2 (largest pruned) and 0.3 (smallest kept)
+    t = (0.2 + 0.3) / 2
+    return [sigmoid((w * w - t * t) / TAU) for w in W]
+
+
+def make_mask(pruned: int = 2, tau: float = TAU) -> PDPSoftMask:
+    mask = PDPSoftMask(Unstructured(), tau)
+    mask.pruned = pruned
+    return mask
+
+
+def test_threshold_is_midpoint_of_magnitudes_either_side_of_cut():
+    w = torch.tensor(W)
+    assert make_mask().threshold(w).item() == pytest.approx(0.25)
+    assert make_mask(pruned=1).threshold(w).item() == pytest.approx(0.15)
+    assert make_mask(pruned=3).threshold(w).item() == pytest.approx(0.35)
+
+
+def test_soft_mask_matches_hand_computed_sigmoid():
+    w = torch.tensor(W)
+    got = make_mask()(w)
+    want = [m * x for m, x in zip(hand_mask(), W, strict=True)]
+    assert got.tolist() == pytest.approx(want, rel=1e-5)
+
+
+def test_gradient_flows_through_the_mask():
+    w = torch.tensor(W, requires_grad=True)
+    make_mask()(w).sum().backward()
+    m = hand_mask()
+    # d(m w)/dw = m + (2 w^2 / tau) m (1 - m): not just m, which a no_grad mask would give
+    want = [mi + (2 * x * x / TAU) * mi * (1 - mi) for mi, x in zip(m, W, strict=True)]
+    assert w.grad.tolist() == pytest.approx(want, rel=1e-4)
+    assert w.grad[1].item() != pytest.approx(m[1], rel=1e-3)
+
+
+def test_mask_math_is_float32_for_bfloat16_weights():
+    w = torch.tensor(W, dtype=torch.bfloat16)
+    got = make_mask()(w)
+    assert got.dtype == torch.bfloat16
+    # in bf16 the logits (w^2 - t^2)/tau would lose most digits; fp32 keeps the hand values
+    want = [m * float(x) for m, x in zip(hand_mask(), w.float().tolist(), strict=True)]
+    assert got.float().tolist() == pytest.approx(want, rel=1e-2, abs=1e-3)
+
+
+def test_no_pruning_is_the_identity_and_hard_mask_is_m_at_least_half():
+    w = torch.tensor(W)
+    assert torch.equal(make_mask(pruned=0)(w), w)
+    assert make_mask().hard_mask(w).tolist() == [[False, False, True, True]]
+
+
+def test_ties_on_the_threshold_are_counted():
+    w = torch.tensor([0.1, 0.2, 0.2, 0.4])  # pruning 2 cuts between two equal magnitudes
+    mask = make_mask()
+    assert mask.ties(w) == 2
+    assert mask.hard_mask(w).sum().item() == 3  # both tied weights are kept: m = 0.5

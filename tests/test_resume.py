@@ -1,0 +1,60 @@
+"""A run killed after epoch k and resumed ends exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pdprune.run import run
+from pdprune.train import loop
+
+from .conftest import TINY
+
+TIMING = {"epoch_time_s"}
+
+
+class Killed(Exception):
+    pass
+
+
+def metrics(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+@pytest.mark.parametrize("method", ["pdp", "gmp"])
+def test_resume_after_kill_equals_uninterrupted(make_cfg, tmp_path, monkeypatch, method):
+    overrides = [*TINY, f"method={method}", "trainer.epochs=5"]
+    whole = tmp_path / "whole"
+    run(make_cfg(*overrides), whole)
+
+    # kill right after epoch 2's checkpoint is written (mid-ramp: masks and budgets are live)
+    save = loop.Trainer.save_checkpoint
+
+    def save_then_die(self):
+        save(self)
+        if self.state.epoch == 2:
+            raise Killed
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(loop.Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run(make_cfg(*overrides), killed)
+    monkeypatch.undo()
+    assert len(metrics(killed)) == 2 and not (killed / "summary.json").exists()
+
+    # a half-written epoch-3 line (the process died between metrics and checkpoint) is dropped
+    with (killed / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"epoch": 3, "val_top1": -1}) + "\n")
+    run(make_cfg(*overrides, f"trainer.resume={killed}"), killed)
+
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert metrics(whole) == metrics(killed)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (whole, killed))
+    assert sa["accuracy"] == sb["accuracy"] and sa["layers"] == sb["layers"]
