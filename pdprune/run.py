@@ -1,4 +1,4 @@
-"""One run: build data, model, pruner and trainer from a config; train; harden; export; summarise."""
+"""One run: config -> data, model, pruner, trainer; then train, harden, export, summarise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from .config.validate import validate
@@ -16,8 +16,15 @@ from .data import build_data
 from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
 from .models import build_model
 from .pruning import build_pruner
-from .train import (Trainer, build_lr_scheduler, build_optimizer, evaluate, load_checkpoint,
-                    resolve_checkpoint)
+from .train import (
+    Trainer,
+    build_lr_scheduler,
+    build_optimizer,
+    check_same_run,
+    evaluate,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger("pdprune")
 
@@ -62,7 +69,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=cfg.trainer.epochs,
                    device=device, amp_dtype=resolve_amp(cfg.trainer.amp, device),
                    run_dir=run_dir, label_smoothing=cfg.trainer.label_smoothing,
-                   progress=cfg.trainer.progress)
+                   grad_clip_norm=cfg.trainer.grad_clip_norm,
+                   progress=cfg.trainer.progress,
+                   config=OmegaConf.to_container(cfg, resolve=True))
 
 
 def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:
@@ -72,7 +81,9 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     trainer = build_trainer(cfg, run_dir)
     if cfg.trainer.resume:
         path = resolve_checkpoint(cfg.trainer.resume)
-        trainer.load_checkpoint(load_checkpoint(path))
+        payload = load_checkpoint(path)
+        check_same_run(payload["config"], trainer.config)
+        trainer.load_checkpoint(payload)
         log.info("resumed from %s after epoch %d", path, trainer.state.epoch)
     data, model, pruner = trainer.data, trainer.model, trainer.pruner
     log.info("%s: %d prunable weights in %d layers, %d train batches/epoch, device %s",

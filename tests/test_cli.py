@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +53,49 @@ def test_multirun_sweep_writes_one_folder_per_job(tmp_path):
         assert s["sparsity_check"]["exact"]
 
 
-def test_resume_from_the_command_line_continues_in_the_same_folder(tmp_path):
-    prune_train(tmp_path, "experiment=smoke", "method=gmp", "trainer.epochs=3")
-    (first,) = summaries(tmp_path / "runs")
-    run_dir = Path(first["run_dir"])
-    proc = prune_train(tmp_path, f"trainer.resume={run_dir}", "trainer.epochs=5")
-    assert "resumed" in proc.stdout + proc.stderr
-    (second,) = summaries(tmp_path / "runs")  # same folder, no new one
-    assert second["epochs"] == 5 and second["method"] == "gmp"
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """SIGINT lands wherever it lands (mid-epoch, mid-write); the resumed run must end with
+    exactly the weights and metrics of a run that was never stopped."""
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    args = ["model=lenet", "model.width=4", "trainer.epochs=12", "method=gmp"]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    killed.mkdir()
+    whole.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "pdprune", *args, "trainer.progress=false"],
+                            cwd=killed, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while not list(killed.glob("runs/*/*/checkpoints/last.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    (run_dir,) = killed.glob("runs/*/*")
+    hint = err.strip().splitlines()[-1]
+    assert hint == ("prune-train: error: interrupted; resume with: "
+                    f"prune-train trainer.resume={run_dir}")
+    assert "Traceback" not in err and not (run_dir / "summary.json").exists()
+
+    # a changed config is refused, in one line
+    bad = subprocess.run([sys.executable, "-m", "pdprune", f"trainer.resume={run_dir}",
+                          "sparsity=0.5"], cwd=killed, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "sparsity=0.5: differs from the run being resumed" in bad.stderr
+
+    prune_train(killed, f"trainer.resume={run_dir}")
+    assert [p.parent for p in killed.glob("runs/*/*/summary.json")] == [run_dir]  # same folder
+    prune_train(whole, *args)
+    (whole_dir,) = whole.glob("runs/*/*")
+    a = load_file(str(run_dir / "model.safetensors"))
+    b = load_file(str(whole_dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+    def epochs(d):
+        rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+    assert epochs(run_dir) == epochs(whole_dir)

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from pdprune.data import build_data
 from pdprune.data.fashion_mnist import read_idx
+from pdprune.data.locate import FASHION_MNIST_DEFAULT_ROOT
 from pdprune.errors import PdpruneError
 
 
@@ -80,3 +81,14 @@ def test_train_loader_order_is_restored_from_state():
     b = TensorLoader(x, y, 4, shuffle=True, seed=99)
     b.load_state_dict(state)
     assert [yb.tolist() for _, yb in b] == expected
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DEFAULT_ROOT.is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_the_default_root(make_cfg):
+    data = build_data(make_cfg("dataset=fashion_mnist").dataset, seed=0)
+    assert (data.train.num_samples, data.val.num_samples, data.test.num_samples) == (
+        55000, 5000, 10000)
+    x, y = next(iter(data.train))
+    assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32
+    assert set(data.test.y.tolist()) == set(range(10))

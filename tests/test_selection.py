@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pdprune.pruning.selection import (global_budget, keep_largest, midpoint_threshold,
-                                       uniform_budget)
+from pdprune.pruning.selection import (
+    global_budget,
+    keep_largest,
+    midpoint_threshold,
+    uniform_budget,
+)
 
 
 def test_midpoint_threshold_per_row():

@@ -11,6 +11,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, PdpruneError
@@ -53,9 +54,20 @@ def check(argv: list[str]) -> int:
                 raise PdpruneError(describe(exc)) from None
             try:
                 validate(cfg)
+                if cfg.trainer.resume:
+                    _check_resumable(cfg)
             except OmegaConfBaseException as exc:  # e.g. an interpolation that cannot resolve
                 raise PdpruneError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
     return len(jobs)
+
+
+def _check_resumable(cfg) -> None:
+    """The checkpoint exists and was written by this same config (before Hydra rewrites the
+    run folder's .hydra/ files)."""
+    from ..train.checkpoint import check_same_run, load_checkpoint, resolve_checkpoint
+
+    saved = load_checkpoint(resolve_checkpoint(cfg.trainer.resume))["config"]
+    check_same_run(saved, OmegaConf.to_container(cfg, resolve=True))
 
 
 def with_resume(argv: list[str]) -> list[str]:

@@ -133,7 +133,7 @@ class PDPScheduleConfig:
     target: float = MISSING  # final sparsity, ${sparsity}
     warmup_epochs: int = 1
     ramp_epochs: int = 1  # epochs from first pruning to the target: eps = 1 / ramp_epochs
-    eps: Optional[float] = None  # set to use the paper's per-epoch step directly (0.015 on ImageNet)
+    eps: Optional[float] = None  # the paper's per-epoch step, if set (0.015 on ImageNet)
 
 
 @dataclass
@@ -188,6 +188,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
     label_smoothing: float = 0.0
+    grad_clip_norm: Optional[float] = None  # clip the global gradient norm before each step
     resume: Optional[str] = None  # a run folder (or its checkpoints/last.pt) to continue
     progress: bool = True  # tqdm bars (shown only on a terminal)
 

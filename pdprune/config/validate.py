@@ -38,7 +38,8 @@ def validate(cfg: DictConfig) -> None:
     if "width" in cfg.model and cfg.model.width <= 0:
         raise ConfigError("model.width", cfg.model.width, "must be positive")
     if "budget" in cfg.method and cfg.method.budget not in BUDGETS:
-        raise ConfigError("method.budget", cfg.method.budget, f"must be one of {', '.join(BUDGETS)}")
+        raise ConfigError("method.budget", cfg.method.budget,
+                          f"must be one of {', '.join(BUDGETS)}")
     if "tau" in cfg.method and cfg.method.tau <= 0:
         raise ConfigError("method.tau", cfg.method.tau, "must be positive")
     if cfg.method.name != "dense":

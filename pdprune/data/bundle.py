@@ -77,7 +77,8 @@ def seeded_split(n: int, sizes: tuple[int, ...], seed: int) -> list[torch.Tensor
     return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def normalizer(mean: float, std: float, scale: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
+def normalizer(mean: float, std: float,
+               scale: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
     """Batch transform: x * scale, then (x - mean) / std, as float32."""
 
     def transform(x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,13 @@ def build_mlp(hidden: list[int], width: float, input_shape: tuple[int, ...],
     return nn.Sequential(OrderedDict(layers))
 
 
+def _pool_if_it_fits(height: int, width: int) -> tuple[nn.Module, int, int]:
+    """A 2x2 max-pool and the map size after it; no pool once the map is 1 px wide."""
+    if min(height, width) >= 2:
+        return nn.MaxPool2d(2), height // 2, width // 2
+    return nn.Identity(), height, width
+
+
 class LeNet(nn.Module):
     """conv5x5 -> pool -> conv5x5 -> pool -> fc -> fc -> fc. Convs are 'same'-padded and a pool
     is skipped once the map is 1 px wide, so 8x8 digits and 28x28 images both fit."""
@@ -32,10 +39,8 @@ class LeNet(nn.Module):
         channels, height, wide = input_shape
         c1, c2 = scaled(6, width), scaled(16, width)
         h1, h2 = scaled(120, width), scaled(84, width)
-        pool1 = nn.MaxPool2d(2) if min(height, wide) >= 2 else nn.Identity()
-        height, wide = (height // 2, wide // 2) if isinstance(pool1, nn.MaxPool2d) else (height, wide)
-        pool2 = nn.MaxPool2d(2) if min(height, wide) >= 2 else nn.Identity()
-        height, wide = (height // 2, wide // 2) if isinstance(pool2, nn.MaxPool2d) else (height, wide)
+        pool1, height, wide = _pool_if_it_fits(height, wide)
+        pool2, height, wide = _pool_if_it_fits(height, wide)
         self.features = nn.Sequential(
             nn.Conv2d(channels, c1, 5, padding=2), nn.ReLU(inplace=True), pool1,
             nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True), pool2,

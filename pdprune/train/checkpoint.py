@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PdpruneError
+from ..errors import ConfigError, PdpruneError
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -49,6 +49,29 @@ def resolve_checkpoint(resume: str) -> Path:
     if not path.is_file():
         raise PdpruneError(f"trainer.resume={resume}: no checkpoint at {path}")
     return path
+
+
+RESUME_MAY_CHANGE = ("trainer.resume", "trainer.progress", "trainer.device")
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, dict):
+        out: dict[str, object] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def check_same_run(saved: dict, current: dict) -> None:
+    """A resumed run keeps the config it started with: name the first key that differs,
+    shallowest first (so `sparsity`, not the `schedule.target` that interpolates it)."""
+    old, new = _flatten(saved), _flatten(current)
+    for key in sorted(old.keys() | new.keys(), key=lambda k: (k.count("."), k)):
+        if key in RESUME_MAY_CHANGE or old.get(key) == new.get(key):
+            continue
+        raise ConfigError(key, new.get(key), f"differs from the run being resumed "
+                          f"({old.get(key)}); a resumed run keeps its config")
 
 
 def load_checkpoint(path: Path) -> dict:

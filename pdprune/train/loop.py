@@ -31,11 +31,14 @@ class TrainState:
 class Trainer:
     def __init__(self, model: nn.Module, data: DataBundle, pruner, optimizer, lr_scheduler, *,
                  epochs: int, device: torch.device, amp_dtype: torch.dtype | None, run_dir: Path,
-                 label_smoothing: float = 0.0, progress: bool = True):
+                 label_smoothing: float = 0.0, grad_clip_norm: float | None = None,
+                 progress: bool = True, config: dict | None = None):
         self.model, self.data, self.pruner = model, data, pruner
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
         self.run_dir, self.label_smoothing, self.progress = run_dir, label_smoothing, progress
+        self.grad_clip_norm = grad_clip_norm
+        self.config = config or {}  # the resolved run config, saved with every checkpoint
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.state = TrainState()
 
@@ -83,6 +86,8 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.grad_clip_norm:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
             self.optimizer.step()
             self.state.step += 1
             loss_sum += loss.detach() * len(y)
@@ -102,6 +107,7 @@ class Trainer:
             "pruner": self.pruner.state_dict(),
             "train_loader": self.data.train.state_dict(),
             "rng": rng_states(),
+            "config": self.config,
         })
 
     def load_checkpoint(self, payload: dict) -> None:

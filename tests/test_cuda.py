@@ -1,0 +1,47 @@
+"""The CUDA path: bf16 autocast with float32 mask math, and a whole run on the GPU.
+Skipped where no GPU is present (CI); run on a GPU machine with `pytest tests/test_cuda.py`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from pdprune.pruning.granularity import Unstructured
+from pdprune.pruning.masks import PDPSoftMask
+from pdprune.run import run
+
+from .conftest import TINY
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_pdp_mask_is_float32_and_differentiable_under_bf16_autocast():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 32).cuda()
+    mask = PDPSoftMask(Unstructured(), tau=1e-4)
+    mask.pruned = 1600
+    parametrize.register_parametrization(layer, "weight", mask)
+    x = torch.randn(8, 64, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        masked = layer.weight
+        out = layer(x)
+    assert masked.dtype == torch.float32 and out.dtype == torch.bfloat16
+    w = layer.parametrizations.weight.original
+    expected = mask.soft_mask(w.detach().float()).reshape(w.shape) * w.detach()
+    torch.testing.assert_close(masked.detach(), expected)
+    masked.sum().backward()
+    m = mask.soft_mask(w.detach()).reshape(w.shape)
+    want = m + (2 * w.detach() ** 2 / 1e-4) * m * (1 - m)
+    torch.testing.assert_close(w.grad, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["pdp", "gmp"])
+def test_whole_run_on_cuda_with_bf16(make_cfg, tmp_path, method):
+    cfg = make_cfg(*TINY, f"method={method}", "trainer.device=cuda", "trainer.amp=bf16",
+                   "model=lenet", "sparsity=0.8")
+    summary = run(cfg, tmp_path)
+    assert summary["sparsity_check"]["exact"]
+    assert summary["achieved_sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert summary["accuracy"]["test"]["top1"] > 0.5  # 4 classes: chance is 0.25
