@@ -22,19 +22,41 @@ class MLPConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     width: float = 1.0  # multiplies every hidden size (large-sparse vs small-dense studies)
+    checkpoint: Optional[str] = None  # local weights to start from (state_dict / safetensors)
 
 
 @dataclass
 class LeNetConfig:
     name: str = "lenet"
     width: float = 1.0  # multiplies every channel and hidden size
+    checkpoint: Optional[str] = None
 
 
 @dataclass
 class ResNetConfig:
+    """torchvision models: resnet18/34/50, mobilenet_v2, vgg11_bn, vgg16_bn."""
+
     name: str = "resnet18"
-    # 3x3 stride-1 stem without max-pool for small images; null = auto (inputs under 64 px)
+    # small-image variant (3x3 stride-1 stem, no max-pool, CIFAR strides); null = auto (< 64 px)
     small_input: Optional[bool] = None
+    checkpoint: Optional[str] = None
+
+
+@dataclass
+class MobileNetV1Config:
+    name: str = "mobilenet_v1"
+    width: float = 1.0  # the standard width multiplier (alpha)
+    small_input: Optional[bool] = None
+    checkpoint: Optional[str] = None
+
+
+@dataclass
+class CifarResNetConfig:
+    """He et al.'s 3-stage CIFAR ResNets: depth 6n+2 (resnet20, 32, 56)."""
+
+    name: str = "resnet20"
+    width: float = 1.0  # multiplies the 16/32/64 stage widths
+    checkpoint: Optional[str] = None
 
 
 # ---------------------------------------------------------------- dataset
@@ -58,6 +80,45 @@ class FashionMNISTConfig:
     eval_batch_size: int = 1000
     val_size: int = 5000  # held out of the 60k training images, seeded
     split_seed: int = 0
+
+
+@dataclass
+class MNISTConfig:
+    name: str = "mnist"
+    root: Optional[str] = None
+    download: bool = False  # opt-in: fetch with torchvision (needs a network)
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    val_size: int = 5000
+    split_seed: int = 0
+    device_resident: bool = True  # whole uint8 tensor on the training device, batches sliced there
+
+
+@dataclass
+class CIFARConfig:
+    name: str = "cifar10"  # cifar10 | cifar100 (torchvision's pickle folders)
+    root: Optional[str] = None
+    download: bool = False
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    val_size: int = 5000
+    split_seed: int = 0
+    augment: bool = True  # random crop (pad 4) + horizontal flip, on whole batches
+    device_resident: bool = True
+
+
+@dataclass
+class ImageNetConfig:
+    name: str = "imagenet"  # ImageFolder trees root/train and root/val
+    root: Optional[str] = None
+    batch_size: int = 256
+    eval_batch_size: int = 256
+    val_fraction: float = 0.01  # held out of train/ for model selection; val/ is the test set
+    split_seed: int = 0
+    image_size: int = 224
+    resize_size: int = 256
+    num_workers: int = 8
+    augment: bool = True
 
 
 @dataclass
@@ -189,6 +250,8 @@ class TrainerConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
     label_smoothing: float = 0.0
     grad_clip_norm: Optional[float] = None  # clip the global gradient norm before each step
+    compile: bool = False  # torch.compile the model
+    channels_last: str = "auto"  # auto (on CUDA) | true | false
     resume: Optional[str] = None  # a run folder (or its checkpoints/last.pt) to continue
     progress: bool = True  # tqdm bars (shown only on a terminal)
 
@@ -216,8 +279,10 @@ class TrainConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "resnet": ResNetConfig},
+    "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "resnet": ResNetConfig,
+              "mobilenet_v1": MobileNetV1Config, "cifar_resnet": CifarResNetConfig},
     "dataset": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig,
+                "mnist": MNISTConfig, "cifar": CIFARConfig, "imagenet": ImageNetConfig,
                 "synthetic": SyntheticConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
                "random": RandomMethodConfig, "pdp": PDPMethodConfig},
