@@ -61,7 +61,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
         from .errors import ConfigError
         raise ConfigError("trainer.device", cfg.trainer.device, "CUDA is not available here")
     seed_everything(cfg.seed)
-    data = build_data(cfg.dataset, cfg.seed)
+    data = build_data(cfg.dataset, cfg.seed, device)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train))
     optimizer = build_optimizer(cfg.optim, model)
@@ -71,7 +71,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
                    run_dir=run_dir, label_smoothing=cfg.trainer.label_smoothing,
                    grad_clip_norm=cfg.trainer.grad_clip_norm,
                    progress=cfg.trainer.progress,
-                   config=OmegaConf.to_container(cfg, resolve=True))
+                   config=OmegaConf.to_container(cfg, resolve=True),
+                   channels_last=device.type == "cuda" if cfg.trainer.channels_last is None
+                   else cfg.trainer.channels_last,
+                   compile_model=cfg.trainer.compile)
 
 
 def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:

@@ -74,3 +74,16 @@ def test_ties_on_the_threshold_are_counted():
     mask = make_mask()
     assert mask.ties(w) == 2
     assert mask.hard_mask(w).sum().item() == 3  # both tied weights are kept: m = 0.5
+
+
+def test_fused_unstructured_path_equals_plain_autograd():
+    torch.manual_seed(0)
+    w1 = (0.05 * torch.randn(64, 32)).requires_grad_()
+    w2 = w1.detach().clone().requires_grad_()
+    fused, plain = make_mask(pruned=1500, tau=1e-4), make_mask(pruned=1500, tau=1e-4)
+    g = torch.randn(64, 32)
+    (fused(w1) * g).sum().backward()  # _MaskedWeight
+    m = plain.soft_mask(w2).reshape(w2.shape)  # sigmoid through autograd
+    (m * w2 * g).sum().backward()
+    torch.testing.assert_close(fused(w1.detach()), (m * w2).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-5, atol=1e-6)

@@ -123,3 +123,12 @@ def test_pruner_state_roundtrip_restores_pdp_counts(make_cfg):
     x = torch.randn(3, 1, 6, 6)
     assert torch.equal(model(x), other_model(x))
     assert [layer.mask.pruned for layer in other.layers] == pruner.counts
+
+
+def test_depthwise_convs_are_skipped_by_default(make_cfg):
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    names = [n for n, _ in select_targets(model, make_cfg().method.targets)]
+    assert names == ["0", "2"]
+    cfg = make_cfg("method.targets.skip_depthwise=false")
+    assert [n for n, _ in select_targets(model, cfg.method.targets)] == ["0", "1", "2"]

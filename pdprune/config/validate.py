@@ -7,6 +7,7 @@ ranges, a schedule that fits in the training run, data that exists on disk.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -37,6 +38,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("dataset.batch_size", cfg.dataset.batch_size, "must be positive")
     if "width" in cfg.model and cfg.model.width <= 0:
         raise ConfigError("model.width", cfg.model.width, "must be positive")
+    _check_model(cfg.model)
     if "budget" in cfg.method and cfg.method.budget not in BUDGETS:
         raise ConfigError("method.budget", cfg.method.budget,
                           f"must be one of {', '.join(BUDGETS)}")
@@ -45,6 +47,12 @@ def validate(cfg: DictConfig) -> None:
     if cfg.method.name != "dense":
         _check_schedule(cfg.schedule, epochs)
     locate_dataset(cfg.dataset)
+
+
+def _check_model(model: DictConfig) -> None:
+    checkpoint = model.get("checkpoint")
+    if checkpoint and not Path(checkpoint).expanduser().is_file():
+        raise ConfigError("model.checkpoint", checkpoint, "no such file")
 
 
 def _check_device(device: str) -> None:

@@ -9,7 +9,8 @@ from sklearn.datasets import load_digits
 from .bundle import DataBundle, TensorLoader, normalizer, seeded_split
 
 
-def build_digits(cfg: DictConfig, seed: int) -> DataBundle:
+def build_digits(cfg: DictConfig, seed: int,
+                 device: torch.device | None = None) -> DataBundle:
     raw = load_digits()
     x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
     y = torch.tensor(raw.target, dtype=torch.long)
@@ -21,9 +22,11 @@ def build_digits(cfg: DictConfig, seed: int) -> DataBundle:
     return DataBundle(
         name="digits",
         train=TensorLoader(x[train_idx], y[train_idx], cfg.batch_size, shuffle=True,
-                           drop_last=True, seed=seed, transform=norm),
-        val=TensorLoader(x[val_idx], y[val_idx], cfg.eval_batch_size, transform=norm),
-        test=TensorLoader(x[test_idx], y[test_idx], cfg.eval_batch_size, transform=norm),
+                           drop_last=True, seed=seed, transform=norm, device=device),
+        val=TensorLoader(x[val_idx], y[val_idx], cfg.eval_batch_size, transform=norm,
+                         device=device),
+        test=TensorLoader(x[test_idx], y[test_idx], cfg.eval_batch_size, transform=norm,
+                         device=device),
         input_shape=(1, 8, 8),
         num_classes=10,
     )

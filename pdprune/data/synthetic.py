@@ -8,7 +8,8 @@ from omegaconf import DictConfig
 from .bundle import DataBundle, TensorLoader
 
 
-def build_synthetic(cfg: DictConfig, seed: int) -> DataBundle:
+def build_synthetic(cfg: DictConfig, seed: int,
+                    device: torch.device | None = None) -> DataBundle:
     gen = torch.Generator().manual_seed(cfg.split_seed)
     shape = (cfg.channels, cfg.size, cfg.size)
     templates = torch.randn((cfg.num_classes, *shape), generator=gen)
@@ -21,9 +22,10 @@ def build_synthetic(cfg: DictConfig, seed: int) -> DataBundle:
                                     sample(cfg.num_test))
     return DataBundle(
         name="synthetic",
-        train=TensorLoader(xt, yt, cfg.batch_size, shuffle=True, drop_last=True, seed=seed),
-        val=TensorLoader(xv, yv, cfg.eval_batch_size),
-        test=TensorLoader(xs, ys, cfg.eval_batch_size),
+        train=TensorLoader(xt, yt, cfg.batch_size, shuffle=True, drop_last=True, seed=seed,
+                           device=device),
+        val=TensorLoader(xv, yv, cfg.eval_batch_size, device=device),
+        test=TensorLoader(xs, ys, cfg.eval_batch_size, device=device),
         input_shape=shape,
         num_classes=cfg.num_classes,
     )

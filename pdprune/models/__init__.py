@@ -1,26 +1,68 @@
-"""Models keyed by name; torchvision does the real work where it can."""
+"""Models keyed by name (the `model=` group); torchvision does the real work where it can.
+
+Every builder takes (cfg, input_shape, num_classes), input_shape being (C, H, W) (or any shape
+for the MLP), and returns a randomly initialised model; build_model then loads
+cfg.checkpoint, if set.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 from omegaconf import DictConfig
 from torch import nn
 
 from ..errors import PdpruneError
-from .resnet import build_torchvision_resnet
+from .checkpoint import load_weights
+from .cifar_resnet import DEPTHS, build_cifar_resnet
+from .mobilenet_v1 import MobileNetV1
 from .small import LeNet, build_mlp
+from .torchvision_zoo import build_mobilenet_v2, build_resnet, build_vgg, is_small
+
+Builder = Callable[[DictConfig, tuple[int, ...], int], nn.Module]
+
+
+def _torchvision(build: Callable[..., nn.Module]) -> Builder:
+    return lambda cfg, shape, classes: build(shape, classes, cfg.get("small_input"))
+
+
+def _mobilenet_v1(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> nn.Module:
+    return MobileNetV1(shape[0], classes, cfg.get("width", 1.0),
+                       is_small(shape, cfg.get("small_input")))
+
+
+def _cifar_resnet(name: str) -> Builder:
+    return lambda cfg, shape, classes: build_cifar_resnet(name, shape, classes,
+                                                          cfg.get("width", 1.0))
+
+
+MODELS: dict[str, Builder] = {
+    "lenet": lambda cfg, shape, classes: LeNet(shape, classes, cfg.get("width", 1.0)),
+    **{name: _torchvision(partial(build_resnet, name))
+       for name in ("resnet18", "resnet34", "resnet50")},
+    "mobilenet_v2": _torchvision(build_mobilenet_v2),
+    **{name: _torchvision(partial(build_vgg, name)) for name in ("vgg11_bn", "vgg16_bn")},
+    "mobilenet_v1": _mobilenet_v1,
+    **{name: _cifar_resnet(name) for name in DEPTHS},
+}
 
 
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The network cfg.name, sized for samples of `input_shape` and `num_classes` outputs."""
+    """The network cfg.name, sized for samples of `input_shape` and `num_classes` outputs, with
+    the weights of cfg.checkpoint when it is set."""
     if cfg.name == "mlp":
-        return build_mlp(list(cfg.hidden), cfg.width, input_shape, num_classes)
-    if len(input_shape) != 3:
+        model = build_mlp(list(cfg.hidden), cfg.width, input_shape, num_classes)
+    elif cfg.name not in MODELS:
+        raise PdpruneError(f"model.name={cfg.name}: no such model "
+                           f"(choose from mlp, {', '.join(sorted(MODELS))})")
+    elif len(input_shape) != 3:
         raise PdpruneError(f"model={cfg.name} needs image inputs (C, H, W), got {input_shape}")
-    if cfg.name == "lenet":
-        return LeNet(input_shape, num_classes, cfg.width)
-    if cfg.name.startswith("resnet"):
-        return build_torchvision_resnet(cfg.name, input_shape, num_classes, cfg.small_input)
-    raise PdpruneError(f"model.name={cfg.name}: no such model")
+    else:
+        model = MODELS[cfg.name](cfg, tuple(input_shape), num_classes)
+    if cfg.get("checkpoint"):
+        load_weights(model, cfg.checkpoint)
+    return model
 
 
-__all__ = ["build_model"]
+__all__ = ["MODELS", "build_model"]

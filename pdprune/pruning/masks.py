@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .granularity import Unstructured
-from .selection import midpoint_threshold
+from .selection import ThresholdSearch, midpoint_threshold
 
 
 class BinaryMask(nn.Module):
@@ -19,6 +19,30 @@ class BinaryMask(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
+
+
+class _MaskedWeight(torch.autograd.Function):
+    """Unstructured PDP in few memory passes: w_hat = m * w, m = sigmoid((w^2 - t^2) / tau).
+
+    The backward is the exact derivative with t held constant (t comes from a selection):
+    d w_hat / dw = m + (2 w^2 / tau) m (1 - m). Equal to autograd through the plain formula
+    (tests/test_pdp_mask.py checks both against hand-computed values and each other).
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, t_squared: torch.Tensor, tau: float) -> torch.Tensor:
+        w = weight.float()
+        m = torch.square(w).sub_(t_squared).div_(tau).sigmoid_()
+        ctx.save_for_backward(w, m)
+        ctx.tau = tau
+        return (m * w).to(weight.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        w, m = ctx.saved_tensors
+        # m (1 + (2 w^2 / tau) (1 - m)), computed in place in one buffer
+        slope = torch.rsub(m, 1).mul_(w).mul_(w).mul_(2 / ctx.tau).add_(1).mul_(m)
+        return slope.mul_(grad.float()).to(grad.dtype), None, None
 
 
 class PDPSoftMask(nn.Module):
@@ -34,19 +58,23 @@ class PDPSoftMask(nn.Module):
         self.granularity = granularity
         self.tau = tau
         self.pruned = 0  # units per row to prune now; set by the pruner (host int: no syncs)
+        self.search = ThresholdSearch()
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.pruned == 0:
             return weight
+        if self.granularity.name == "unstructured" and self.pruned < weight.numel():
+            t = self.threshold(weight)
+            return _MaskedWeight.apply(weight, (t * t).reshape(()), self.tau)
         w = weight.float()
         return (self.granularity.expand(self.soft_mask(w), w) * w).to(weight.dtype)
 
     def threshold(self, w: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return midpoint_threshold(self.granularity.magnitudes(w.float()), self.pruned)
+            return self.search(self.granularity.magnitudes(w.float()), self.pruned)
 
     def soft_mask(self, w: torch.Tensor) -> torch.Tensor:
-        """(rows, units) mask values in (0, 1)."""
+        """(rows, units) mask values in (0, 1), through plain autograd."""
         squares = self.granularity.squares(w.float())
         if self.pruned >= squares.shape[-1]:
             return torch.zeros_like(squares)

@@ -9,10 +9,60 @@ def midpoint_threshold(magnitudes: torch.Tensor, pruned: int) -> torch.Tensor:
     """Per row, t = (min of the kept + max of the pruned) / 2 when the `pruned` smallest go.
 
     magnitudes: (rows, units), detached. Returns (rows, 1). Needs 0 < pruned < units.
+    The reference: two full selections. PDP's hot path uses ThresholdSearch, which returns
+    the same value to the bit.
     """
     low = magnitudes.kthvalue(pruned, dim=-1, keepdim=True).values  # largest pruned
     high = magnitudes.kthvalue(pruned + 1, dim=-1, keepdim=True).values  # smallest kept
     return (low + high) / 2
+
+
+def _next_up(low: torch.Tensor, magnitudes: torch.Tensor, pruned: int) -> torch.Tensor:
+    """The (pruned+1)-th smallest per row given the pruned-th (`low`): low itself when it is
+    tied, else the smallest value above it. Device ops only: no host synchronisation."""
+    ties = (magnitudes <= low).sum(dim=-1, keepdim=True) > pruned
+    above = torch.where(magnitudes > low, magnitudes, torch.inf).amin(dim=-1, keepdim=True)
+    return torch.where(ties, low, above)
+
+
+class ThresholdSearch:
+    """midpoint_threshold, made cheap for a threshold recomputed every step (PDP).
+
+    On the CPU the cut moves little between steps, so the previous threshold brackets it:
+    count what lies below the bracket and select only inside it (a few percent of the
+    weights), widening the bracket and falling back to a full selection when it misses. On
+    CUDA one kthvalue plus a masked min replaces the second selection without any host sync.
+    Either way the result equals midpoint_threshold exactly.
+    """
+
+    def __init__(self, width: float = 0.02):
+        self.width = width  # bracket half-width, relative to the last threshold
+        self.last: torch.Tensor | None = None
+
+    def __call__(self, magnitudes: torch.Tensor, pruned: int) -> torch.Tensor:
+        if magnitudes.is_cuda or magnitudes.shape[0] != 1:
+            low = magnitudes.kthvalue(pruned, dim=-1, keepdim=True).values
+            return (low + _next_up(low, magnitudes, pruned)) / 2
+        t = self._bracketed(magnitudes[0], pruned) if self.last is not None else None
+        if t is None:
+            t = midpoint_threshold(magnitudes, pruned)
+            self.width = min(1.0, self.width * 2)
+        else:
+            self.width = max(1e-3, self.width * 0.9)
+        self.last = t
+        return t
+
+    def _bracketed(self, values: torch.Tensor, pruned: int) -> torch.Tensor | None:
+        t = float(self.last)
+        lo, hi = t * (1 - self.width), t * (1 + self.width)
+        at_least_lo = values >= lo
+        below = values.numel() - int(at_least_lo.sum())
+        inside = values[at_least_lo & (values <= hi)]
+        k = pruned - below  # the cut's neighbours are the k-th and (k+1)-th inside the bracket
+        if k < 1 or k + 1 > inside.numel():
+            return None
+        pair = inside.kthvalue(k).values, inside.kthvalue(k + 1).values
+        return ((pair[0] + pair[1]) / 2).reshape(1, 1)
 
 
 def keep_largest(scores: torch.Tensor, pruned: int) -> torch.Tensor:

@@ -14,7 +14,8 @@ def select_targets(model: nn.Module, cfg: DictConfig) -> list[tuple[str, nn.Modu
     """(name, module) of every prunable layer, in registration order.
 
     A layer is prunable when its class name is in cfg.layer_types and no cfg.exclude regex
-    matches its name; with cfg.keep_output_layer the last such layer (the classifier) stays dense.
+    matches its name; with cfg.keep_output_layer the last such layer (the classifier) stays dense,
+    with cfg.skip_depthwise so do depthwise convolutions.
     """
     types = set(cfg.layer_types)
     known = {m.__class__.__name__ for m in model.modules()}
@@ -27,4 +28,10 @@ def select_targets(model: nn.Module, cfg: DictConfig) -> list[tuple[str, nn.Modu
               if m.__class__.__name__ in types and getattr(m, "weight", None) is not None]
     if cfg.keep_output_layer and layers:
         layers = layers[:-1]
-    return [(name, m) for name, m in layers if not any(p.search(name) for p in patterns)]
+    return [(name, m) for name, m in layers if not any(p.search(name) for p in patterns)
+            and not (cfg.skip_depthwise and is_depthwise(m))]
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    groups = getattr(module, "groups", 1)
+    return groups > 1 and groups == getattr(module, "in_channels", 0)

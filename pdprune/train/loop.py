@@ -32,13 +32,19 @@ class Trainer:
     def __init__(self, model: nn.Module, data: DataBundle, pruner, optimizer, lr_scheduler, *,
                  epochs: int, device: torch.device, amp_dtype: torch.dtype | None, run_dir: Path,
                  label_smoothing: float = 0.0, grad_clip_norm: float | None = None,
-                 progress: bool = True, config: dict | None = None):
+                 progress: bool = True, config: dict | None = None,
+                 channels_last: bool = False, compile_model: bool = False):
         self.model, self.data, self.pruner = model, data, pruner
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
         self.run_dir, self.label_smoothing, self.progress = run_dir, label_smoothing, progress
         self.grad_clip_norm = grad_clip_norm
         self.config = config or {}  # the resolved run config, saved with every checkpoint
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        # what runs the forward; state_dicts always come from the plain model
+        self.forward = torch.compile(model) if compile_model else model
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.state = TrainState()
 
@@ -51,7 +57,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             train = self.train_epoch(epoch)
             self.lr_scheduler.step()
-            val = evaluate(self.model, self.data.val, self.device, self.amp_dtype)
+            val = evaluate(self.forward, self.data.val, self.device, self.amp_dtype)
             self.state.epoch = epoch + 1
             self.state.train_time_s += time.perf_counter() - started
             record = {
@@ -78,23 +84,34 @@ class Trainer:
         bar = tqdm(self.data.train, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
                    leave=False, dynamic_ncols=True, disable=None if self.progress else True)
         for x, y in bar:
-            self.pruner.before_step(self.state.step)
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-            with autocast(self.device, self.amp_dtype):
-                logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_clip_norm:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-            self.optimizer.step()
-            self.state.step += 1
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(dim=1) == y).sum()
+            x, y = self.to_device(x, y)
+            loss, logits = self.train_step(x, y)
+            loss_sum += loss * len(y)
+            correct += (logits.argmax(dim=1) == y).sum()
             seen += len(y)
         bar.close()
         return {"loss": loss_sum.item() / max(1, seen), "top1": correct.item() / max(1, seen)}
+
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=True)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x, y.to(self.device, non_blocking=True)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch already on the device; no host synchronisation.
+        Returns the detached loss and logits."""
+        self.pruner.before_step(self.state.step)
+        with autocast(self.device, self.amp_dtype):
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.optimizer.step()
+        self.state.step += 1
+        return loss.detach(), logits.detach()
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -1,0 +1,98 @@
+"""The MNIST family's IDX files, and the builder MNIST and Fashion-MNIST share."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from ..errors import ConfigError, PdpruneError
+from .bundle import DataBundle, TensorLoader, normalizer, one_line, seeded_split
+from .locate import IDX_DATASETS, find_files, idx_file, locate_dataset
+
+IDX_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file (optionally gzipped) as a uint8 tensor of the shape its header declares."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:  # e.g. a .gz that is not gzip, or is cut short
+        raise PdpruneError(f"{path}: cannot read ({exc})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+        raise PdpruneError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise PdpruneError(f"{path}: IDX header cut short")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise PdpruneError(f"{path}: header says {shape} but holds {body.size} values")
+    return torch.from_numpy(body.reshape(shape).copy())
+
+
+def read_idx_pair(folder: Path, images: str, labels: str,
+                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 1, H, W) uint8 images and (N,) int64 labels, checked against each other."""
+    x_path, y_path = idx_file(folder, images), idx_file(folder, labels)
+    x, y = read_idx(x_path), read_idx(y_path)
+    if x.dim() != 3:
+        raise PdpruneError(f"{x_path}: holds shape {tuple(x.shape)}, expected (N, H, W) images")
+    if y.dim() != 1 or len(y) != len(x):
+        raise PdpruneError(f"{y_path}: holds shape {tuple(y.shape)}, expected ({len(x)},) labels "
+                           f"to match {x_path.name}")
+    if len(y) and int(y.max()) >= num_classes:
+        raise PdpruneError(f"{y_path}: label {int(y.max())} out of range for {num_classes} classes")
+    return x.unsqueeze(1), y.long()
+
+
+def fetch_idx(cfg: DictConfig, root: Path) -> None:
+    """dataset.download=true: torchvision's downloader (md5-checked; skipped when present)."""
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[cfg.name]
+    try:
+        cls(str(root), train=False, download=True)
+    except Exception as exc:  # no network, a bad mirror, a full disk: one line
+        raise PdpruneError(f"dataset.download=true: could not fetch {cfg.name} into {root} "
+                           f"({one_line(exc)})") from None
+
+
+def build_idx_dataset(cfg: DictConfig, seed: int, device: torch.device, *, mean: float,
+                      std: float) -> DataBundle:
+    """The 60k training images (less a seeded val_size held out) and the 10k test images,
+    uint8 in memory (on `device` when dataset.device_resident), normalised per batch."""
+    root = locate_dataset(cfg)
+    if cfg.get("download", False):
+        fetch_idx(cfg, root)
+        root = find_files(cfg, root)
+    train_x, train_y = read_idx_pair(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 10)
+    test_x, test_y = read_idx_pair(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10)
+    if cfg.val_size >= len(train_x):
+        raise ConfigError("dataset.val_size", cfg.val_size,
+                          f"leaves no training images ({len(train_x)} in {root})")
+    train_idx, val_idx = seeded_split(len(train_x), (cfg.val_size,), cfg.split_seed)
+    norm = normalizer(mean, std, scale=1 / 255)
+    resident = bool(cfg.get("device_resident", True))
+
+    def loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, **kw) -> TensorLoader:
+        return TensorLoader(x, y, batch_size, transform=norm, device=device, resident=resident,
+                            **kw)
+
+    return DataBundle(
+        name=cfg.name,
+        train=loader(train_x[train_idx], train_y[train_idx], cfg.batch_size, shuffle=True,
+                     drop_last=True, seed=seed),
+        val=loader(train_x[val_idx], train_y[val_idx], cfg.eval_batch_size),
+        test=loader(test_x, test_y, cfg.eval_batch_size),
+        input_shape=tuple(train_x.shape[1:]),
+        num_classes=10,
+    )
+
+
+__all__ = ["IDX_DATASETS", "build_idx_dataset", "read_idx", "read_idx_pair"]
