@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
+def load_bench(name: str = "bench_train"):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -30,3 +30,13 @@ def test_bench_times_dense_gmp_pdp_at_the_target(tmp_path, capsys):
     assert result["achieved_sparsity"]["gmp"] == pytest.approx(0.8, abs=1e-3)
     assert result["achieved_sparsity"]["pdp"] == pytest.approx(0.8, abs=1e-3)
     assert "PDP/dense step-time ratio" in capsys.readouterr().out
+
+
+def test_bench_epoch_times_whole_epochs_of_the_cifar_path(tmp_path):
+    out = tmp_path / "epoch.json"
+    result = load_bench("bench_epoch").main(["--model", "lenet", "--images", "200",
+                                             "--batch-size", "50", "--epochs", "2",
+                                             "--json", str(out)])
+    assert result["images"] == 200 and len(result["epoch_s"]) == 2
+    assert result["median_epoch_s"] == result["epoch_s"][1]
+    assert json.loads(out.read_text())["images_per_s"] == pytest.approx(result["images_per_s"])
