@@ -102,6 +102,7 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
                   str(run_dir / "model.safetensors"))
     summary = build_summary(
         labels=labels or default_labels(cfg), target=pruner.final_sparsity, layers=layers,
+        left_dense=pruner.left_dense,
         macs=layer_macs(model, data.input_shape, trainer.device),
         params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
         train_time_s=state.train_time_s, run_dir=run_dir)

@@ -190,6 +190,13 @@ class UnstructuredConfig:
     name: str = "unstructured"
 
 
+@dataclass
+class NMConfig:
+    name: str = "nm"
+    n: int = 2  # weights kept in every group of m (1:4 is the PDP paper's ResNet-18 result)
+    m: int = 4
+
+
 # ---------------------------------------------------------------- schedule
 
 
@@ -291,7 +298,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "synthetic": SyntheticConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
                "random": RandomMethodConfig, "pdp": PDPMethodConfig},
-    "granularity": {"unstructured": UnstructuredConfig},
+    "granularity": {"unstructured": UnstructuredConfig, "nm": NMConfig},
     "schedule": {"pdp": PDPScheduleConfig, "cubic": CubicScheduleConfig,
                  "oneshot": OneShotScheduleConfig},
     "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},

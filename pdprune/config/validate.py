@@ -44,6 +44,12 @@ def validate(cfg: DictConfig) -> None:
                           f"must be one of {', '.join(BUDGETS)}")
     if "tau" in cfg.method and cfg.method.tau <= 0:
         raise ConfigError("method.tau", cfg.method.tau, "must be positive")
+    if cfg.granularity.name == "nm" and not 1 <= cfg.granularity.n < cfg.granularity.m:
+        raise ConfigError("granularity.n", cfg.granularity.n,
+                          f"must be in [1, granularity.m={cfg.granularity.m})")
+    if cfg.granularity.name == "nm" and cfg.method.name != "dense" and cfg.sparsity == 0:
+        raise ConfigError("sparsity", cfg.sparsity, "must be > 0 with granularity=nm (the "
+                          "pattern sets the final sparsity; `sparsity` only paces the schedule)")
     if cfg.method.name != "dense":
         _check_schedule(cfg.schedule, epochs)
     locate_dataset(cfg.dataset)

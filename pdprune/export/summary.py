@@ -9,6 +9,7 @@ from ..pruning.pruner import LayerResult
 
 
 def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerResult],
+                  left_dense: list[str],
                   macs: dict[str, tuple[int, int]], params: tuple[int, int],
                   accuracy: dict[str, dict[str, float]], epochs: int, train_time_s: float,
                   run_dir: Path) -> dict:
@@ -23,6 +24,8 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "achieved_sparsity": pruned / max(1, prunable),
         "sparsity_check": {"expected_pruned": expected, "pruned": pruned, "ties": ties,
                            "exact": pruned == expected},
+        "left_dense": left_dense,  # prunable by type, but the granularity cannot apply
+        **_group_summary(layers),
         "accuracy": accuracy,
         "params": params[0],
         "nonzero_params": params[1],
@@ -36,11 +39,21 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
             {"name": layer.name, "shape": list(layer.shape), "params": layer.params,
              "nonzero": layer.params - layer.pruned, "sparsity": layer.sparsity,
              "expected_pruned": layer.expected_pruned, "ties": layer.ties,
+             **({"groups": layer.groups, "groups_exact": layer.groups_exact}
+                if layer.groups is not None else {}),
              "flops_dense": macs.get(layer.name, (0, 0))[0],
              "flops_nonzero": macs.get(layer.name, (0, 0))[1]}
             for layer in layers
         ],
     }
+
+
+def _group_summary(layers: list[LayerResult]) -> dict:
+    grouped = [layer for layer in layers if layer.groups is not None]
+    if not grouped:
+        return {}
+    return {"groups": {"total": sum(layer.groups for layer in grouped),
+                       "exact": sum(layer.groups_exact for layer in grouped)}}
 
 
 def write_summary(path: Path, summary: dict) -> None:
@@ -79,6 +92,10 @@ def format_summary(summary: dict) -> str:
         f"sparsity  target {summary['target_sparsity']:.3f}  achieved "
         f"{summary['achieved_sparsity']:.4f}  ({check['pruned']} of {summary['prunable_params']}"
         f" prunable weights zero; budget {verdict})",
+        *([f"groups    {summary['groups']['exact']} of {summary['groups']['total']} groups hold "
+           f"exactly the pattern's non-zeros"] if "groups" in summary else []),
+        *([f"dense     {', '.join(summary['left_dense'])} (the granularity does not fit)"]
+          if summary["left_dense"] else []),
         f"accuracy  {acc_line}",
         f"params    {_count(summary['params'])} total, {_count(summary['nonzero_params'])} non-zero"
         f"   FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .granularity import Unstructured
+from .granularity import Granularity
 from .selection import ThresholdSearch, midpoint_threshold
 
 
@@ -53,7 +53,7 @@ class PDPSoftMask(nn.Module):
     graph, so d(m w)/dw = m + (2 w^2 / tau) m (1 - m). All mask math is float32.
     """
 
-    def __init__(self, granularity: Unstructured, tau: float):
+    def __init__(self, granularity: Granularity, tau: float):
         super().__init__()
         self.granularity = granularity
         self.tau = tau

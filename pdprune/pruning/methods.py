@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .granularity import Unstructured
+from .granularity import Granularity
 from .masks import BinaryMask, PDPSoftMask
 from .selection import global_budget, keep_largest, uniform_budget
 
@@ -36,7 +36,7 @@ class MagnitudeMethod:
     sparsity rises, whatever momentum or weight decay do to the stored value.
     """
 
-    def __init__(self, granularity: Unstructured, budget: str):
+    def __init__(self, granularity: Granularity, budget: str):
         self.granularity, self.budget = granularity, budget
 
     def make_mask(self, weight: torch.Tensor) -> nn.Module:
@@ -73,7 +73,7 @@ class MagnitudeMethod:
 class RandomMethod(MagnitudeMethod):
     """Binary masks from fixed random scores: nested as sparsity rises. The control."""
 
-    def __init__(self, granularity: Unstructured, budget: str, seed: int):
+    def __init__(self, granularity: Granularity, budget: str, seed: int):
         super().__init__(granularity, budget)
         self.seed = seed
         self._scores: dict[str, torch.Tensor] = {}
@@ -95,7 +95,7 @@ class PDPMethod:
     count below the cut. Later targets scale the budgets: pruned_l = round(s / s_final * P_l).
     """
 
-    def __init__(self, granularity: Unstructured, budget: str, tau: float):
+    def __init__(self, granularity: Granularity, budget: str, tau: float):
         self.granularity, self.budget, self.tau = granularity, budget, tau
         self.budgets: list[int] | None = None
 
@@ -117,10 +117,20 @@ class PDPMethod:
     def apply(self, layer: Layer, pruned: int) -> None:
         layer.mask.pruned = pruned
 
+    @torch.no_grad()
     def hard_mask(self, layer: Layer) -> torch.Tensor:
-        return self.granularity.expand(layer.mask.hard_mask(layer.original), layer.original)
+        weight, pruned = layer.original, layer.mask.pruned
+        if self.granularity.pruned_per_row is not None and pruned:
+            # a fixed pattern (N:M) must hold exactly: the largest per group, which is m >= 0.5
+            # except that a tie on the threshold is broken instead of keeping both
+            keep = keep_largest(self.granularity.magnitudes(weight), pruned)
+        else:
+            keep = layer.mask.hard_mask(weight)
+        return self.granularity.expand(keep, weight)
 
     def ties(self, layer: Layer) -> int:
+        if self.granularity.pruned_per_row is not None:
+            return 0
         return layer.mask.ties(layer.original)
 
     def state_dict(self) -> dict:
@@ -133,7 +143,7 @@ class PDPMethod:
 Method = MagnitudeMethod | PDPMethod
 
 
-def build_method(cfg: DictConfig, granularity: Unstructured) -> Method:
+def build_method(cfg: DictConfig, granularity: Granularity) -> Method:
     if cfg.name == "magnitude":
         return MagnitudeMethod(granularity, cfg.budget)
     if cfg.name == "random":

@@ -28,6 +28,8 @@ class LayerResult:
     expected_pruned: int  # what the budget asked for (in weights)
     pruned: int  # what the hardened mask zeroed
     ties: int  # weights on the threshold, which may be kept or not
+    groups: int | None = None  # N:M: groups in the layer
+    groups_exact: int | None = None  # N:M: groups holding exactly N non-zeros after baking
 
     @property
     def sparsity(self) -> float:
@@ -38,13 +40,29 @@ class Pruner:
     def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Module]], method: Method,
                  schedule: Schedule):
         self.model, self.method, self.schedule = model, method, schedule
-        self.layers = [Layer(name, module) for name, module in targets]
-        self.sparsity = 0.0  # the target the masks currently implement
+        self.granularity = method.granularity
+        supported = [(n, m) for n, m in targets if self.granularity.supports(m.weight)]
+        self.left_dense = [n for n, m in targets if not self.granularity.supports(m.weight)]
+        self.layers = [Layer(name, module) for name, module in supported]
+        self.sparsity = 0.0  # the schedule's value the masks currently implement
         self.counts = [0] * len(self.layers)  # units pruned per row, per layer
 
     @property
     def final_sparsity(self) -> float:
-        return self.schedule.target
+        """The fraction of prunable weights zero at the end."""
+        fixed = self.granularity.pruned_per_row
+        return self.schedule.target if fixed is None else fixed / self.granularity.m
+
+    @property
+    def target_sparsity(self) -> float:
+        """The fraction of prunable weights the current budget prunes."""
+        pruned = sum(self._weights_pruned(layer, count)
+                     for layer, count in zip(self.layers, self.counts, strict=True))
+        return pruned / max(1, self.num_prunable)
+
+    def _weights_pruned(self, layer: Layer, count: int) -> int:
+        weight = layer.original
+        return count * weight.numel() // self.granularity.units_per_row(weight)
 
     def attach(self) -> Pruner:
         for layer in self.layers:
@@ -59,7 +77,12 @@ class Pruner:
             self.set_sparsity(target)
 
     def set_sparsity(self, sparsity: float) -> None:
-        self.counts = self.method.counts(self.layers, sparsity, self.final_sparsity)
+        fixed = self.granularity.pruned_per_row
+        if fixed is None:
+            self.counts = self.method.counts(self.layers, sparsity, self.schedule.target)
+        else:  # N:M: the schedule's progress ramps the per-group count up to m - n
+            progress = sparsity / self.schedule.target if sparsity else 0.0
+            self.counts = [round(progress * fixed)] * len(self.layers)
         for layer, count in zip(self.layers, self.counts, strict=True):
             self.method.apply(layer, count)
         self.sparsity = sparsity
@@ -78,24 +101,33 @@ class Pruner:
     def finalize(self) -> list[LayerResult]:
         """Harden masks at the final target, bake the zeros into the weights, remove the
         parametrizations, and check the result against the budget (to the element, up to ties)."""
-        if self.sparsity != self.final_sparsity:
-            self.set_sparsity(self.final_sparsity)
+        if self.sparsity != self.schedule.target:
+            self.set_sparsity(self.schedule.target)
         results = []
         for layer, count in zip(self.layers, self.counts, strict=True):
             hard = self.method.hard_mask(layer).clone()
             ties = self.method.ties(layer)
             weight = layer.original
-            expected = count * weight.numel() // self.method.granularity.units_per_row(weight)
+            expected = self._weights_pruned(layer, count)
             parametrize.remove_parametrizations(layer.module, "weight", leave_parametrized=False)
             layer.module.weight.mul_(hard)
             layer.mask = None
             pruned = int((~hard).sum())
             results.append(LayerResult(layer.name, tuple(weight.shape), weight.numel(), expected,
-                                       pruned, ties))
+                                       pruned, ties, *self._group_check(layer.module.weight,
+                                                                        count)))
             if abs(pruned - expected) > ties:
                 raise PdpruneError(f"{layer.name}: hardened mask prunes {pruned} weights, the "
                                    f"budget asked for {expected} ({ties} ties)")
         return results
+
+    def _group_check(self, weight: torch.Tensor, count: int) -> tuple[int | None, int | None]:
+        """N:M: (groups, groups with exactly n non-zeros) of a baked weight."""
+        if self.granularity.pruned_per_row is None:
+            return None, None
+        nonzero = (self.granularity.magnitudes(weight) != 0).sum(dim=-1)
+        kept = self.granularity.units_per_row(weight) - count
+        return len(nonzero), int((nonzero == kept).sum())
 
     def state_dict(self) -> dict:
         return {"sparsity": self.sparsity, "counts": list(self.counts),
@@ -114,7 +146,9 @@ class NoPruning:
     """The dense baseline: same interface, no masks. Reports the layers it would have pruned."""
 
     final_sparsity = 0.0
+    target_sparsity = 0.0
     sparsity = 0.0
+    left_dense: list[str] = []
 
     def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Module]]):
         self.model = model

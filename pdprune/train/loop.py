@@ -64,7 +64,7 @@ class Trainer:
                 "epoch": epoch + 1, "step": self.state.step, "lr": lr,
                 "train_loss": train["loss"], "train_top1": train["top1"],
                 **{f"val_{k}": v for k, v in val.items()},
-                "target_sparsity": self.pruner.sparsity,
+                "target_sparsity": self.pruner.target_sparsity,
                 "achieved_sparsity": self.pruner.achieved_sparsity(),
                 "epoch_time_s": round(time.perf_counter() - started, 3),
             }
