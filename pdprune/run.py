@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from .config.validate import validate
 from .data import build_data
 from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
+from .export.latency import latency_table
 from .models import build_model
 from .pruning import build_pruner
 from .train import (
@@ -100,12 +101,19 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     if cfg.export.safetensors:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
                   str(run_dir / "model.safetensors"))
+    latency = None
+    if cfg.export.latency:  # the same architecture unpruned vs what was exported
+        dense = build_model(cfg.model, data.input_shape, data.num_classes)
+        latency = latency_table({"dense": dense, "exported": model}, data.input_shape,
+                                list(cfg.export.latency_batch_sizes), cfg.export.latency_warmup,
+                                cfg.export.latency_repeats)
     summary = build_summary(
         labels=labels or default_labels(cfg), target=pruner.final_sparsity, layers=layers,
         left_dense=pruner.left_dense,
         macs=layer_macs(model, data.input_shape, trainer.device),
         params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
-        train_time_s=state.train_time_s, run_dir=run_dir)
+        train_time_s=state.train_time_s, run_dir=run_dir, input_shape=data.input_shape,
+        num_classes=data.num_classes, latency=latency)
     write_summary(run_dir / "summary.json", summary)
     print(format_summary(summary), flush=True)
     return summary

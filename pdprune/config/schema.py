@@ -271,6 +271,10 @@ class TrainerConfig:
 @dataclass
 class ExportConfig:
     safetensors: bool = True
+    latency: bool = False  # measure dense vs exported latency (CPU, and CUDA when present)
+    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    latency_warmup: int = 5
+    latency_repeats: int = 30
 
 
 # ---------------------------------------------------------------- root

@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 from ..pruning.pruner import LayerResult
+from .latency import format_latency
 
 
 def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerResult],
                   left_dense: list[str],
                   macs: dict[str, tuple[int, int]], params: tuple[int, int],
                   accuracy: dict[str, dict[str, float]], epochs: int, train_time_s: float,
-                  run_dir: Path) -> dict:
+                  run_dir: Path, input_shape: tuple[int, ...], num_classes: int,
+                  latency: dict | None = None) -> dict:
     prunable = sum(layer.params for layer in layers)
     pruned = sum(layer.pruned for layer in layers)
     expected = sum(layer.expected_pruned for layer in layers)
@@ -20,6 +22,8 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
     return {
         **labels,
         "run_dir": str(run_dir),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
         "target_sparsity": target,
         "achieved_sparsity": pruned / max(1, prunable),
         "sparsity_check": {"expected_pruned": expected, "pruned": pruned, "ties": ties,
@@ -33,6 +37,7 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "prunable_nonzero": prunable - pruned,
         "flops_dense": sum(d for d, _ in macs.values()),  # multiply-accumulates, one sample
         "flops_nonzero": sum(n for _, n in macs.values()),
+        **({"latency": latency} if latency else {}),
         "epochs": epochs,
         "train_time_s": round(train_time_s, 2),
         "layers": [
@@ -100,6 +105,7 @@ def format_summary(summary: dict) -> str:
         f"params    {_count(summary['params'])} total, {_count(summary['nonzero_params'])} non-zero"
         f"   FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "
         f"{_count(summary['flops_nonzero'])} non-zero",
+        *format_latency(summary.get("latency", {})),
         f"time      {summary['train_time_s']:.1f} s training, {summary['epochs']} epochs",
         f"run       {summary['run_dir']}",
     ])

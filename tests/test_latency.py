@@ -1,0 +1,64 @@
+"""Latency measurement: in summary.json with export.latency=true, and scripts/latency.py on a
+saved run folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pdprune.export.latency import measure_latency
+from pdprune.run import run
+
+from .conftest import TINY
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "latency.py"
+
+
+def test_measure_latency_reports_ordered_percentiles_and_restores_mode():
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).train()
+    result = measure_latency(model, (64,), 8, torch.device("cpu"), warmup=1, repeats=9)
+    assert 0 < result["p10_ms"] <= result["median_ms"] <= result["p90_ms"]
+    assert result["repeats"] == 9 and model.training
+
+
+def test_a_bigger_batch_takes_longer():
+    model = nn.Sequential(nn.Linear(512, 2048), nn.ReLU(), nn.Linear(2048, 512))
+    small = measure_latency(model, (512,), 1, torch.device("cpu"), 2, 15)["median_ms"]
+    large = measure_latency(model, (512,), 512, torch.device("cpu"), 2, 15)["median_ms"]
+    assert large > 5 * small
+
+
+@pytest.fixture
+def finished_run(make_cfg, tmp_path) -> tuple[Path, dict]:
+    cfg = make_cfg(*TINY, "export.latency=true", "export.latency_batch_sizes=[1,4]",
+                   "export.latency_repeats=3")
+    return tmp_path, run(cfg, tmp_path)
+
+
+def test_summary_holds_dense_and_exported_latency(finished_run):
+    _, summary = finished_run
+    cpu = summary["latency"]["cpu"]
+    assert set(cpu) == {"1", "4"}
+    for by_model in cpu.values():
+        assert set(by_model) == {"dense", "exported"}
+        assert all(m["median_ms"] > 0 and m["repeats"] == 3 for m in by_model.values())
+    assert summary["input_shape"] == [1, 8, 8] and summary["num_classes"] == 4
+
+
+def test_latency_script_on_a_saved_run(finished_run, tmp_path_factory, capsys):
+    run_dir, _ = finished_run
+    spec = importlib.util.spec_from_file_location("latency", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path_factory.mktemp("lat") / "lat.json"
+    table = script.main([str(run_dir), "--batch-sizes", "2", "--repeats", "3", "--json", str(out)])
+    assert set(table["cpu"]["2"]) == {"dense", "exported"}
+    assert json.loads(out.read_text()) == json.loads(json.dumps(table))
+    assert "latency   cpu batch 2: dense" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="is not a finished run"):
+        script.main([str(run_dir / "nope")])
