@@ -96,3 +96,11 @@ def test_summary_reports_the_pattern_and_the_layers_left_dense(make_cfg, tmp_pat
     assert summary["left_dense"] == ["features.0", "features.3"]  # 1 and 6 input channels
     assert summary["target_sparsity"] == summary["achieved_sparsity"] == 0.75
     assert all(layer["groups_exact"] == layer["groups"] for layer in summary["layers"])
+
+
+def test_summary_says_no_sparse_kernel_was_used(make_cfg, tmp_path):
+    from pdprune.run import run
+
+    summary = run(make_cfg("granularity=nm", "trainer.epochs=2", "trainer.progress=false",
+                           "dataset=synthetic"), tmp_path)
+    assert "sparse_kernel" in summary and summary["sparse_kernel"] is None

@@ -29,6 +29,8 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "sparsity_check": {"expected_pruned": expected, "pruned": pruned, "ties": ties,
                            "exact": pruned == expected},
         "left_dense": left_dense,  # prunable by type, but the granularity cannot apply
+        # nothing exported yet runs a sparse kernel: zeros are stored and multiplied densely
+        "sparse_kernel": None,
         **_group_summary(layers),
         "accuracy": accuracy,
         "params": params[0],
@@ -105,6 +107,8 @@ def format_summary(summary: dict) -> str:
         f"params    {_count(summary['params'])} total, {_count(summary['nonzero_params'])} non-zero"
         f"   FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "
         f"{_count(summary['flops_nonzero'])} non-zero",
+        *(["kernels   dense: no sparse kernel is used, the zeros are stored and multiplied"]
+          if summary["sparse_kernel"] is None and summary["achieved_sparsity"] > 0 else []),
         *format_latency(summary.get("latency", {})),
         f"time      {summary['train_time_s']:.1f} s training, {summary['epochs']} epochs",
         f"run       {summary['run_dir']}",
