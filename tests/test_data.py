@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import pytest
 import torch
@@ -14,33 +12,12 @@ from pdprune.data.fashion_mnist import read_idx
 from pdprune.data.locate import FASHION_MNIST_DEFAULT_ROOT
 from pdprune.errors import PdpruneError
 
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_fashion(root, n_train=40, n_test=10, gz=True):
-    rng = np.random.default_rng(0)
-    files = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
-    }
-    for stem, arr in files.items():
-        data = idx_bytes(arr)
-        if gz:
-            (root / f"{stem}.gz").write_bytes(gzip.compress(data))
-        else:
-            (root / stem).write_bytes(data)
-    return files
+from .fakedata import idx_bytes, write_idx
 
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_fashion_mnist_reads_gzipped_and_plain_idx(tmp_path, gz):
-    files = write_fashion(tmp_path, gz=gz)
+    files = write_idx(tmp_path, gz=gz)
     cfg = OmegaConf.create({"name": "fashion_mnist", "root": str(tmp_path), "batch_size": 8,
                             "eval_batch_size": 16, "val_size": 10, "split_seed": 0})
     data = build_data(cfg, seed=0)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ..errors import ConfigError, PdpruneError
 from .augment import RandomCropFlip
 from .bundle import DataBundle, TensorLoader, normalizer, one_line, seeded_split
+from .download import download
 from .locate import CIFAR, CIFARLayout, find_files, locate_dataset
 
 # per-channel mean and std of the 50k training images, in [0, 1]
@@ -76,24 +77,12 @@ def read_cifar(folder: Path, names: tuple[str, ...],
     return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
-def fetch_cifar(cfg: DictConfig, root: Path) -> None:
-    """dataset.download=true: torchvision's downloader (md5-checked; skipped when present)."""
-    import torchvision.datasets as tvd
-
-    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[cfg.name]
-    try:
-        cls(str(root), train=False, download=True)
-    except Exception as exc:  # no network, a bad mirror, a full disk: one line
-        raise PdpruneError(f"dataset.download=true: could not fetch {cfg.name} into {root} "
-                           f"({one_line(exc)})") from None
-
-
 def build_cifar(cfg: DictConfig, seed: int, device: torch.device | None = None) -> DataBundle:
     device = device or torch.device("cpu")
     layout = CIFAR[cfg.name]
     folder = locate_dataset(cfg)
     if cfg.download:
-        fetch_cifar(cfg, folder)
+        download(cfg.name, folder)
         folder = find_files(cfg, folder)
     train_x, train_y = read_cifar(folder, layout.train, layout)
     test_x, test_y = read_cifar(folder, layout.test, layout)

@@ -10,7 +10,8 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import ConfigError, PdpruneError
-from .bundle import DataBundle, TensorLoader, normalizer, one_line, seeded_split
+from .bundle import DataBundle, TensorLoader, normalizer, seeded_split
+from .download import download
 from .locate import IDX_DATASETS, find_files, idx_file, locate_dataset
 
 IDX_DTYPES = {0x08: np.uint8}
@@ -51,25 +52,13 @@ def read_idx_pair(folder: Path, images: str, labels: str,
     return x.unsqueeze(1), y.long()
 
 
-def fetch_idx(cfg: DictConfig, root: Path) -> None:
-    """dataset.download=true: torchvision's downloader (md5-checked; skipped when present)."""
-    import torchvision.datasets as tvd
-
-    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[cfg.name]
-    try:
-        cls(str(root), train=False, download=True)
-    except Exception as exc:  # no network, a bad mirror, a full disk: one line
-        raise PdpruneError(f"dataset.download=true: could not fetch {cfg.name} into {root} "
-                           f"({one_line(exc)})") from None
-
-
 def build_idx_dataset(cfg: DictConfig, seed: int, device: torch.device, *, mean: float,
                       std: float) -> DataBundle:
     """The 60k training images (less a seeded val_size held out) and the 10k test images,
     uint8 in memory (on `device` when dataset.device_resident), normalised per batch."""
     root = locate_dataset(cfg)
     if cfg.get("download", False):
-        fetch_idx(cfg, root)
+        download(cfg.name, root)
         root = find_files(cfg, root)
     train_x, train_y = read_idx_pair(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 10)
     test_x, test_y = read_idx_pair(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10)
