@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
 
 from .config.validate import validate
 from .data import build_data
 from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
-from .export.latency import latency_table
+from .export.exporter import export_latency, export_run
 from .models import build_model
 from .pruning import build_pruner
 from .train import (
@@ -64,7 +63,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     seed_everything(cfg.seed)
     data = build_data(cfg.dataset, cfg.seed, device)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train))
+    pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train),
+                          input_shape=data.input_shape)
     optimizer = build_optimizer(cfg.optim, model)
     lr_scheduler = build_lr_scheduler(cfg.optim, optimizer, cfg.trainer.epochs)
     return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=cfg.trainer.epochs,
@@ -76,6 +76,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
                    channels_last=device.type == "cuda" if cfg.trainer.channels_last is None
                    else cfg.trainer.channels_last,
                    compile_model=cfg.trainer.compile)
+
+
+def sample_batch(loader, size: int = 64) -> torch.Tensor:
+    """Up to `size` real inputs: the first batch(es) of a loader, for export checks."""
+    parts, have = [], 0
+    for x, _ in loader:
+        parts.append(x)
+        have += len(x)
+        if have >= size:
+            break
+    return torch.cat(parts)[:size]
 
 
 def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:
@@ -98,22 +109,23 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     layers = pruner.finalize()
     accuracy = {split: evaluate(model, loader, trainer.device, trainer.amp_dtype)
                 for split, loader in (("val", data.val), ("test", data.test))}
-    if cfg.export.safetensors:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-                  str(run_dir / "model.safetensors"))
+    pattern = (cfg.granularity.n, cfg.granularity.m) if cfg.granularity.name == "nm" else None
+    batch = sample_batch(data.test)
+    exported, export_info = export_run(cfg.export, model, pruner, batch, run_dir, pattern)
     latency = None
     if cfg.export.latency:  # the same architecture unpruned vs what was exported
         dense = build_model(cfg.model, data.input_shape, data.num_classes)
-        latency = latency_table({"dense": dense, "exported": model}, data.input_shape,
-                                list(cfg.export.latency_batch_sizes), cfg.export.latency_warmup,
-                                cfg.export.latency_repeats)
+        onnx_file = run_dir / export_info["onnx_file"] if "onnx_file" in export_info else None
+        latency = export_latency(dense, exported, batch, list(cfg.export.latency_batch_sizes),
+                                 cfg.export.latency_warmup, cfg.export.latency_repeats, onnx_file)
     summary = build_summary(
         labels=labels or default_labels(cfg), target=pruner.final_sparsity, layers=layers,
         left_dense=pruner.left_dense,
         macs=layer_macs(model, data.input_shape, trainer.device),
         params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
         train_time_s=state.train_time_s, run_dir=run_dir, input_shape=data.input_shape,
-        num_classes=data.num_classes, latency=latency)
+        num_classes=data.num_classes, latency=latency, export=export_info,
+        channels=pruner.channel_summary() if hasattr(pruner, "channel_summary") else None)
     write_summary(run_dir / "summary.json", summary)
     print(format_summary(summary), flush=True)
     return summary

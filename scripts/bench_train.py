@@ -2,6 +2,7 @@
 
     python scripts/bench_train.py --model resnet18 --batch-size 128 --input 32
     python scripts/bench_train.py --model resnet18 --device cuda --json bench.json
+    python scripts/bench_train.py --model resnet18 --granularity channel --sparsity 0.5
 
 Each method gets the trainer prune-train builds (same model adaptation, optimizer, AMP,
 channels_last, optional torch.compile), with its masks at the target sparsity as they are late
@@ -38,6 +39,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--granularity", default="unstructured",
+                   choices=["unstructured", "nm", "channel"], help="nm: the default 2:4")
     p.add_argument("--steps", type=int, default=10, help="timed steps per method per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
@@ -51,6 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def build(method: str, args: argparse.Namespace, run_dir: Path):
     overrides = [
         f"model={args.model}", f"method={method}", f"sparsity={args.sparsity}",
+        f"granularity={args.granularity}",
         "dataset=synthetic", f"dataset.size={args.input}", f"dataset.channels={args.channels}",
         f"dataset.num_classes={args.classes}", f"dataset.batch_size={args.batch_size}",
         f"dataset.num_train={args.batch_size}", "dataset.num_val=2", "dataset.num_test=2",
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     median = {m: statistics.median(ts) for m, ts in times.items()}
     result = {
         "model": args.model, "batch_size": args.batch_size, "input": args.input,
-        "sparsity": args.sparsity, "device": str(device),
+        "sparsity": args.sparsity, "granularity": args.granularity, "device": str(device),
         "amp": str(trainers["dense"].amp_dtype), "compile": args.compile,
         "threads": torch.get_num_threads(), "timed_steps_per_method": args.steps * args.rounds,
         "median_step_s": median,
@@ -115,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         "achieved_sparsity": {m: t.pruner.achieved_sparsity() for m, t in trainers.items()},
         **({"peak_memory_mb": peak_mb} if peak_mb else {}),
     }
-    print(f"{args.model}, batch {args.batch_size}, {args.input}px, sparsity {args.sparsity}, "
+    print(f"{args.model}, batch {args.batch_size}, {args.input}px, {args.granularity} sparsity "
+          f"{args.sparsity}, "
           f"{device} ({result['threads']} threads), amp {result['amp']}, "
           f"{result['timed_steps_per_method']} timed steps per method")
     print(f"{'method':8}{'steps/s':>10}{'ms/step':>10}{'x dense':>9}"

@@ -4,8 +4,9 @@
     python scripts/latency.py RUN_DIR --batch-sizes 1 64 256 --repeats 100 --json latency.json
 
 Rebuilds the architecture from the run's config (saved in its checkpoint) and summary.json
-(input shape, classes), loads its model.safetensors, and times eval-mode forwards (warm-up,
-repeats, median) on the CPU and on CUDA when present.
+(input shape, classes), loads its model.safetensors (or, for an export.compact run, its smaller
+compact.pt2 program), and times eval-mode forwards (warm-up, repeats, median) on the CPU and
+on CUDA when present; for a run that exported ONNX, both models in onnxruntime as well.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from pdprune.export.latency import format_latency, latency_table
+from pdprune.export.exporter import export_latency
+from pdprune.export.latency import format_latency
 from pdprune.models import build_model
 from pdprune.train.checkpoint import CHECKPOINT, load_checkpoint
 
@@ -40,11 +43,20 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.model.checkpoint = None  # the run's own weights replace any starting point
     summary = json.loads(needed[1].read_text())
     shape, classes = tuple(summary["input_shape"]), summary["num_classes"]
-    exported = build_model(cfg.model, shape, classes)
-    exported.load_state_dict(load_file(str(needed[2])))
-    table = latency_table({"dense": build_model(cfg.model, shape, classes), "exported": exported},
-                          shape, args.batch_sizes, args.warmup, args.repeats)
-    print(f"{cfg.model.name}, input {shape}, {args.repeats} timed runs after {args.warmup}")
+    program = args.run_dir / "compact.pt2"
+    if program.is_file():  # export.compact: the smaller model, as the torch.export program
+        exported = torch.export.load(str(program)).module()
+    else:
+        exported = build_model(cfg.model, shape, classes)
+        exported.load_state_dict(load_file(str(needed[2])))
+    onnx_file = summary.get("export", {}).get("onnx_file")  # export.onnx: onnxruntime rows too
+    example = torch.randn(2, *shape)
+    table = export_latency(build_model(cfg.model, shape, classes), exported, example,
+                           args.batch_sizes, args.warmup, args.repeats,
+                           args.run_dir / onnx_file if onnx_file else None)
+    source = program.name if program.is_file() else needed[2].name
+    print(f"{cfg.model.name}, input {shape}, exported model from {source}, {args.repeats} timed "
+          f"runs after {args.warmup}")
     print("\n".join(format_latency(table)))
     if args.json:
         args.json.write_text(json.dumps(table, indent=2) + "\n")

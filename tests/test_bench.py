@@ -32,6 +32,15 @@ def test_bench_times_dense_gmp_pdp_at_the_target(tmp_path, capsys):
     assert "PDP/dense step-time ratio" in capsys.readouterr().out
 
 
+def test_bench_times_channel_pruning(tmp_path):
+    result = load_bench().main(["--model", "resnet20", "--batch-size", "8", "--input", "12",
+                                "--channels", "1", "--steps", "1", "--rounds", "1",
+                                "--warmup", "1", "--sparsity", "0.5", "--granularity", "channel"])
+    assert result["granularity"] == "channel"
+    for method in ("gmp", "pdp"):  # a fraction of channels
+        assert result["achieved_sparsity"][method] == pytest.approx(0.5, abs=0.01)
+
+
 def test_bench_epoch_times_whole_epochs_of_the_cifar_path(tmp_path):
     out = tmp_path / "epoch.json"
     result = load_bench("bench_epoch").main(["--model", "lenet", "--images", "200",

@@ -99,3 +99,29 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path):
         return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
 
     assert epochs(run_dir) == epochs(whole_dir)
+
+
+def test_channel_pruning_with_compact_onnx_and_latency(tmp_path):
+    """The issue's command, on a CIFAR ResNet and the digits: a smaller model that loads
+    without pdprune, equal to the masked one, in ONNX too, with its latency measured."""
+    prune_train(tmp_path, "model=resnet20", "method=pdp", "granularity=channel", "sparsity=0.5",
+                "experiment=smoke", "export.compact=true", "export.onnx=true",
+                "export.latency=true", "export.latency_repeats=5", "trainer.progress=false")
+    (summary,) = summaries(tmp_path / "runs")
+    channels, compact = summary["channels"], summary["export"]["compact"]
+    assert summary["sparsity_unit"] == "channels"
+    assert channels["pruned"] == channels["expected_pruned"] == round(0.5 * channels["total"])
+    assert compact["max_abs_diff_vs_masked"] <= 1e-5 and compact["max_abs_diff_program"] <= 1e-5
+    assert summary["export"]["onnx_max_abs_diff"] <= 1e-4
+    assert compact["params"] < 0.4 * summary["params"]
+    run_dir = Path(summary["run_dir"])
+    assert {"compact.pt2", "compact.safetensors", "compact.onnx"} <= \
+        {p.name for p in run_dir.iterdir()}
+    for runtime in ("cpu", "onnxruntime"):  # torch, and the ONNX files in onnxruntime
+        assert set(summary["latency"][runtime]["64"]) == {"dense", "exported"}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "latency.py"
+    proc = subprocess.run([sys.executable, str(script), str(run_dir), "--batch-sizes", "8",
+                           "--repeats", "3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "compact.pt2" in proc.stdout and "cpu batch 8" in proc.stdout
+    assert "onnxruntime batch 8" in proc.stdout

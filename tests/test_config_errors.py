@@ -25,6 +25,8 @@ BAD = [
     (["method.budget=foo"], "method.budget=foo: must be one of uniform, global"),
     (["-m", "sparsity=0.5,1.5"], "sparsity=1.5: must be in [0, 1)"),
     (["sparsity=0.5,0.9"], "a sweep needs --multirun"),
+    (["export.compact=true"], "export.compact=true: needs granularity=channel"),
+    (["granularity=channel", "method=dense", "export.compact=true"], "export.compact=true: needs"),
 ]
 
 

@@ -45,3 +45,27 @@ def test_whole_run_on_cuda_with_bf16(make_cfg, tmp_path, method):
     assert summary["sparsity_check"]["exact"]
     assert summary["achieved_sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert summary["accuracy"]["test"]["top1"] > 0.5  # 4 classes: chance is 0.25
+
+
+def test_two_four_linear_layers_run_the_semi_structured_kernel(make_cfg, tmp_path):
+    from pdprune.export.semi_structured import unsupported_reason
+
+    if unsupported_reason():
+        pytest.skip(unsupported_reason())
+    cfg = make_cfg(*TINY, "granularity=nm", "method=gmp", "model.hidden=[256,256]",
+                   "trainer.device=cuda", "export.latency_repeats=10")
+    kernel = run(cfg, tmp_path)["sparse_kernel"]
+    assert kernel["used"] and kernel["layers"] == ["fc1", "fc2"], kernel
+    assert list(kernel["skipped"]) == ["classifier"]  # the output layer stays dense
+    assert kernel["max_abs_diff_vs_dense_bf16"] < 0.05
+    assert set(kernel["latency"]) == {"1", "64"} and kernel["latency"]["64"]["speedup"] > 0
+
+
+def test_channel_pruning_and_compact_export_on_cuda(make_cfg, tmp_path):
+    cfg = make_cfg(*TINY, "model=lenet", "method=pdp", "granularity=channel", "sparsity=0.5",
+                   "trainer.device=cuda", "trainer.amp=bf16", "export.compact=true",
+                   "export.latency=true", "export.latency_repeats=3")
+    summary = run(cfg, tmp_path)
+    assert summary["channels"]["pruned"] == summary["channels"]["expected_pruned"]
+    assert summary["export"]["compact"]["max_abs_diff_vs_masked"] <= 1e-5
+    assert set(summary["latency"]) == {"cpu", "cuda"}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pdprune.export.latency import measure_latency
+from pdprune.export.latency import measure_latency, time_interleaved
 from pdprune.run import run
 
 from .conftest import TINY
@@ -24,6 +24,14 @@ def test_measure_latency_reports_ordered_percentiles_and_restores_mode():
     result = measure_latency(model, (64,), 8, torch.device("cpu"), warmup=1, repeats=9)
     assert 0 < result["p10_ms"] <= result["median_ms"] <= result["p90_ms"]
     assert result["repeats"] == 9 and model.training
+
+
+def test_compared_models_are_timed_in_interleaved_rounds():
+    order: list[str] = []
+    result = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                              warmup=1, repeats=5, rounds=2)
+    assert order == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 2 + ["b"] * 2
+    assert result["a"]["repeats"] == result["b"]["repeats"] == 5
 
 
 def test_a_bigger_batch_takes_longer():

@@ -18,12 +18,15 @@ def mlp() -> nn.Module:
     return build_model(cfg, (1, 6, 6), 5)
 
 
-def train_steps(model: nn.Module, pruner, steps: int, start: int = 0) -> None:
-    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3)
+def train_steps(model: nn.Module, pruner, steps: int, start: int = 0,
+                shape: tuple[int, ...] = (1, 6, 6), classes: int = 5, lr: float = 0.5) -> None:
+    """SGD steps on seeded random batches, calling the pruner as the train loop does."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
     gen = torch.Generator().manual_seed(1)
     for step in range(start, start + steps):
         pruner.before_step(step)
-        x, y = torch.randn(16, 1, 6, 6, generator=gen), torch.randint(5, (16,), generator=gen)
+        x = torch.randn(16, *shape, generator=gen)
+        y = torch.randint(classes, (16,), generator=gen)
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()

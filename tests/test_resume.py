@@ -25,9 +25,11 @@ def metrics(run_dir):
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
 
 
+@pytest.mark.parametrize("granularity", ["unstructured", "channel"])
 @pytest.mark.parametrize("method", ["pdp", "gmp"])
-def test_resume_after_kill_equals_uninterrupted(make_cfg, tmp_path, monkeypatch, method):
-    overrides = [*TINY, f"method={method}", "trainer.epochs=5"]
+def test_resume_after_kill_equals_uninterrupted(make_cfg, tmp_path, monkeypatch, method,
+                                                granularity):
+    overrides = [*TINY, f"method={method}", f"granularity={granularity}", "trainer.epochs=5"]
     whole = tmp_path / "whole"
     run(make_cfg(*overrides), whole)
 

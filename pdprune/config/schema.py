@@ -197,6 +197,11 @@ class NMConfig:
     m: int = 4
 
 
+@dataclass
+class ChannelConfig:
+    name: str = "channel"
+
+
 # ---------------------------------------------------------------- schedule
 
 
@@ -271,6 +276,8 @@ class TrainerConfig:
 @dataclass
 class ExportConfig:
     safetensors: bool = True
+    compact: bool = False  # granularity=channel: remove pruned channels, check outputs, save
+    onnx: bool = False  # also export ONNX (checked in onnxruntime)
     latency: bool = False  # measure dense vs exported latency (CPU, and CUDA when present)
     latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
     latency_warmup: int = 5
@@ -302,7 +309,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "synthetic": SyntheticConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
                "random": RandomMethodConfig, "pdp": PDPMethodConfig},
-    "granularity": {"unstructured": UnstructuredConfig, "nm": NMConfig},
+    "granularity": {"unstructured": UnstructuredConfig, "nm": NMConfig,
+                    "channel": ChannelConfig},
     "schedule": {"pdp": PDPScheduleConfig, "cubic": CubicScheduleConfig,
                  "oneshot": OneShotScheduleConfig},
     "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},

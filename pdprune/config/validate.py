@@ -50,6 +50,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.granularity.name == "nm" and cfg.method.name != "dense" and cfg.sparsity == 0:
         raise ConfigError("sparsity", cfg.sparsity, "must be > 0 with granularity=nm (the "
                           "pattern sets the final sparsity; `sparsity` only paces the schedule)")
+    if cfg.export.compact and (cfg.granularity.name != "channel" or cfg.method.name == "dense"):
+        raise ConfigError("export.compact", "true", "needs granularity=channel and a pruning "
+                          "method (only whole pruned channels can be removed)")
     if cfg.method.name != "dense":
         _check_schedule(cfg.schedule, epochs)
     locate_dataset(cfg.dataset)

@@ -14,7 +14,8 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
                   macs: dict[str, tuple[int, int]], params: tuple[int, int],
                   accuracy: dict[str, dict[str, float]], epochs: int, train_time_s: float,
                   run_dir: Path, input_shape: tuple[int, ...], num_classes: int,
-                  latency: dict | None = None) -> dict:
+                  latency: dict | None = None, export: dict | None = None,
+                  channels: dict | None = None) -> dict:
     prunable = sum(layer.params for layer in layers)
     pruned = sum(layer.pruned for layer in layers)
     expected = sum(layer.expected_pruned for layer in layers)
@@ -24,14 +25,18 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "run_dir": str(run_dir),
         "input_shape": list(input_shape),
         "num_classes": num_classes,
+        # granularity=channel counts channels (a fraction of all coupled channels), else weights
+        "sparsity_unit": "channels" if channels else "weights",
         "target_sparsity": target,
-        "achieved_sparsity": pruned / max(1, prunable),
+        "achieved_sparsity": channels["fraction"] if channels else pruned / max(1, prunable),
+        "weight_sparsity": pruned / max(1, prunable),
         "sparsity_check": {"expected_pruned": expected, "pruned": pruned, "ties": ties,
                            "exact": pruned == expected},
         "left_dense": left_dense,  # prunable by type, but the granularity cannot apply
-        # nothing exported yet runs a sparse kernel: zeros are stored and multiplied densely
-        "sparse_kernel": None,
+        # whether a kernel that skips zeros ran (2:4 semi-structured on CUDA), or why not
+        "sparse_kernel": (export or {}).get("sparse_kernel"),
         **_group_summary(layers),
+        **({"channels": channels} if channels else {}),
         "accuracy": accuracy,
         "params": params[0],
         "nonzero_params": params[1],
@@ -39,6 +44,7 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "prunable_nonzero": prunable - pruned,
         "flops_dense": sum(d for d, _ in macs.values()),  # multiply-accumulates, one sample
         "flops_nonzero": sum(n for _, n in macs.values()),
+        **({"export": export} if export else {}),
         **({"latency": latency} if latency else {}),
         "epochs": epochs,
         "train_time_s": round(train_time_s, 2),
@@ -61,6 +67,37 @@ def _group_summary(layers: list[LayerResult]) -> dict:
         return {}
     return {"groups": {"total": sum(layer.groups for layer in grouped),
                        "exact": sum(layer.groups_exact for layer in grouped)}}
+
+
+def _channel_lines(summary: dict) -> list[str]:
+    lines = []
+    if "channels" in summary:
+        c = summary["channels"]
+        lines.append(f"channels  {c['pruned']} of {c['total']} pruned ({c['fraction']:.3f}) in "
+                     f"{c['groups']} coupled groups")
+    compact = summary.get("export", {}).get("compact")
+    if compact:
+        lines.append(
+            f"compact   {_count(compact['params'])} params "
+            f"({compact['params'] / summary['params']:.3f}x), "
+            f"{_count(compact['flops'])} MACs/sample "
+            f"({compact['flops'] / max(1, summary['flops_dense']):.3f}x); outputs equal the "
+            f"masked model's to {compact['max_abs_diff_vs_masked']:.1e}")
+    if "onnx_max_abs_diff" in summary.get("export", {}):
+        lines.append(f"onnx      onnxruntime matches torch to "
+                     f"{summary['export']['onnx_max_abs_diff']:.1e}")
+    return lines
+
+
+def _kernel_lines(summary: dict) -> list[str]:
+    kernel = summary["sparse_kernel"]
+    if not kernel or summary["achieved_sparsity"] == 0:
+        return []
+    if not kernel["used"]:
+        return [f"kernels   {kernel['reason']}"]
+    speedups = ", ".join(f"{t['speedup']:.2f}x at batch {b}" for b, t in kernel["latency"].items())
+    return [f"kernels   2:4 semi-structured ({kernel['device']}) on {len(kernel['layers'])} Linear "
+            f"layers: {speedups} vs dense bf16"]
 
 
 def write_summary(path: Path, summary: dict) -> None:
@@ -97,8 +134,8 @@ def format_summary(summary: dict) -> str:
     return "\n".join([
         head, "", *lines, "",
         f"sparsity  target {summary['target_sparsity']:.3f}  achieved "
-        f"{summary['achieved_sparsity']:.4f}  ({check['pruned']} of {summary['prunable_params']}"
-        f" prunable weights zero; budget {verdict})",
+        f"{summary['achieved_sparsity']:.4f} of {summary['sparsity_unit']}  ({check['pruned']} "
+        f"of {summary['prunable_params']} prunable weights zero; budget {verdict})",
         *([f"groups    {summary['groups']['exact']} of {summary['groups']['total']} groups hold "
            f"exactly the pattern's non-zeros"] if "groups" in summary else []),
         *([f"dense     {', '.join(summary['left_dense'])} (the granularity does not fit)"]
@@ -107,8 +144,8 @@ def format_summary(summary: dict) -> str:
         f"params    {_count(summary['params'])} total, {_count(summary['nonzero_params'])} non-zero"
         f"   FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "
         f"{_count(summary['flops_nonzero'])} non-zero",
-        *(["kernels   dense: no sparse kernel is used, the zeros are stored and multiplied"]
-          if summary["sparse_kernel"] is None and summary["achieved_sparsity"] > 0 else []),
+        *_channel_lines(summary),
+        *_kernel_lines(summary),
         *format_latency(summary.get("latency", {})),
         f"time      {summary['train_time_s']:.1f} s training, {summary['epochs']} epochs",
         f"run       {summary['run_dir']}",

@@ -4,24 +4,47 @@ drives them from the train loop."""
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from .channel_groups import PRODUCERS, find_channel_groups
+from .channel_pruner import ChannelPruner
 from .granularity import build_granularity
 from .methods import build_method
 from .pruner import NoPruning, Pruner
 from .schedules import build_schedule
-from .targets import select_targets
+from .targets import is_depthwise, select_targets
 
 
-def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int) -> Pruner | NoPruning:
-    """The pruner for cfg.method / cfg.granularity / cfg.schedule, attached to `model`."""
+def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
+                 input_shape: tuple[int, ...] | None = None) -> Pruner | ChannelPruner | NoPruning:
+    """The pruner for cfg.method / cfg.granularity / cfg.schedule, attached to `model`.
+    granularity=channel traces the model on a zero batch of `input_shape` (one sample's shape)."""
     targets = select_targets(model, cfg.method.targets)
     if cfg.method.name == "dense":
         return NoPruning(model, targets)
-    method = build_method(cfg.method, build_granularity(cfg.granularity))
     schedule = build_schedule(cfg.schedule, steps_per_epoch)
+    if cfg.granularity.name == "channel":
+        return build_channel_pruner(cfg.method, model, targets, schedule, input_shape).attach()
+    method = build_method(cfg.method, build_granularity(cfg.granularity))
     return Pruner(model, targets, method, schedule).attach()
 
 
-__all__ = ["NoPruning", "Pruner", "build_pruner"]
+def build_channel_pruner(cfg: DictConfig, model: nn.Module, targets: list[tuple[str, nn.Module]],
+                         schedule, input_shape: tuple[int, ...]) -> ChannelPruner:
+    """Targets become roots of coupled channel groups; a group touching the output channels of
+    any other conv / linear (the classifier, excluded layers) stays dense. Depthwise convs are
+    never roots but join their producer's group."""
+    roots = [name for name, _ in targets]
+    ignored = [name for name, m in model.named_modules() if isinstance(m, PRODUCERS)
+               and name not in roots and not is_depthwise(m)]
+    example = torch.zeros((1, *input_shape), device=next(model.parameters()).device)
+    groups = find_channel_groups(model, example, roots, ignored)
+    covered = {p.name for g in groups for p in g.producers}
+    left_dense = [name for name in roots if name not in covered]
+    return ChannelPruner(model, groups, cfg.name, cfg.get("budget", "uniform"), schedule,
+                         left_dense, tau=cfg.get("tau", 1e-4), seed=cfg.get("seed", 0))
+
+
+__all__ = ["ChannelPruner", "NoPruning", "Pruner", "build_pruner"]

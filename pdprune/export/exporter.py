@@ -1,0 +1,80 @@
+"""What a finished run writes beside its summary: the hardened weights, and on request the
+compact model (a torch.export program plus its weights) and ONNX."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import save_file
+from torch import nn
+
+from ..errors import ConfigError
+from .compact import compact_model
+from .cost import layer_macs, parameter_counts
+from .latency import latency_table
+from .portable import save_onnx, save_program
+from .semi_structured import sparse_kernel_report
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+              str(path))
+
+
+def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
+               run_dir: Path, pattern: tuple[int, int] | None = None) -> tuple[nn.Module, dict]:
+    """Write the run's files; returns the exported model (compact when asked) and what the
+    summary records about it. `batch` is a real batch, used for every equality check;
+    `pattern` is the N:M pattern (n, m) of granularity=nm."""
+    info: dict = {"files": []}
+    if cfg.safetensors:
+        save_weights(model, run_dir / "model.safetensors")
+        info["files"].append("model.safetensors")
+    exported = model
+    if cfg.compact:
+        if not hasattr(pruner, "pruned_channels"):
+            raise ConfigError("export.compact", True, "needs granularity=channel (only whole "
+                              "channels can be removed)")
+        exported, difference = compact_model(model, pruner.pruned_channels(), batch)
+        save_weights(exported, run_dir / "compact.safetensors")
+        program_difference = save_program(exported, batch, run_dir / "compact.pt2")
+        params, nonzero = parameter_counts(exported)
+        macs = layer_macs(exported, tuple(batch.shape[1:]), torch.device("cpu"))
+        info["files"] += ["compact.safetensors", "compact.pt2"]
+        info["compact"] = {"params": params, "nonzero_params": nonzero,
+                           "flops": sum(d for d, _ in macs.values()),
+                           "max_abs_diff_vs_masked": difference,
+                           "max_abs_diff_program": program_difference,
+                           "check_batch": batch.shape[0]}
+    if cfg.compact:
+        info["sparse_kernel"] = {"used": False, "reason": "none needed: the compact model is "
+                                 "a smaller dense model"}
+    else:
+        info["sparse_kernel"] = sparse_kernel_report(
+            model, pattern, batch, list(cfg.latency_batch_sizes), cfg.latency_warmup,
+            cfg.latency_repeats)
+    if cfg.onnx:
+        name = "compact.onnx" if cfg.compact else "model.onnx"
+        info["onnx_max_abs_diff"] = save_onnx(exported, batch, run_dir / name)
+        info["onnx_file"] = name
+        info["files"].append(name)
+    return exported, info
+
+
+def export_latency(dense: nn.Module, exported: nn.Module, batch: torch.Tensor,
+                   batch_sizes: list[int], warmup: int, repeats: int,
+                   onnx_file: Path | None = None) -> dict:
+    """The dense architecture against the exported model in torch (CPU, and CUDA when
+    present) and, given the exported model's ONNX file, both as ONNX files in onnxruntime.
+    `batch` (real inputs) fixes the input shape and checks the dense model's ONNX export."""
+    shape = tuple(batch.shape[1:])
+    models = {"dense": dense, "exported": exported}
+    if onnx_file is None:
+        return latency_table(models, shape, batch_sizes, warmup, repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_onnx(dense, batch, Path(tmp) / "dense.onnx")
+        return latency_table(models, shape, batch_sizes, warmup, repeats, onnx_files={
+            "dense": Path(tmp) / "dense.onnx", "exported": onnx_file})
