@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         exported = build_model(cfg.model, shape, classes)
         exported.load_state_dict(load_file(str(needed[2])))
-    onnx_file = summary.get("export", {}).get("onnx_file")  # export.onnx: onnxruntime rows too
-    example = torch.randn(2, *shape)
-    table = export_latency(build_model(cfg.model, shape, classes), exported, example,
-                           args.batch_sizes, args.warmup, args.repeats,
-                           args.run_dir / onnx_file if onnx_file else None)
+    # export.onnx: onnxruntime rows too, for the file of the model timed in torch
+    onnx_file = args.run_dir / ("compact.onnx" if program.is_file() else "model.onnx")
+    table = export_latency(build_model(cfg.model, shape, classes), exported,
+                           torch.randn(2, *shape), args.batch_sizes, args.warmup, args.repeats,
+                           onnx_file if onnx_file.is_file() else None)
     source = program.name if program.is_file() else needed[2].name
     print(f"{cfg.model.name}, input {shape}, exported model from {source}, {args.repeats} timed "
           f"runs after {args.warmup}")

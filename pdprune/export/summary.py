@@ -82,7 +82,8 @@ def _channel_lines(summary: dict) -> list[str]:
             f"({compact['params'] / summary['params']:.3f}x), "
             f"{_count(compact['flops'])} MACs/sample "
             f"({compact['flops'] / max(1, summary['flops_dense']):.3f}x); outputs equal the "
-            f"masked model's to {compact['max_abs_diff_vs_masked']:.1e}")
+            f"masked model's to {compact['max_abs_diff_vs_masked']:.1e} in fp64, "
+            f"{compact['max_abs_diff_vs_masked_fp32']:.1e} in fp32")
     if "onnx_max_abs_diff" in summary.get("export", {}):
         lines.append(f"onnx      onnxruntime matches torch to "
                      f"{summary['export']['onnx_max_abs_diff']:.1e}")
