@@ -16,6 +16,7 @@ from pdprune.export.cost import parameter_counts
 from pdprune.export.portable import save_onnx, save_program
 from pdprune.models import build_model
 from pdprune.pruning import build_pruner
+from pdprune.pruning.selection import round_kept
 
 from .test_pruner import train_steps
 
@@ -23,7 +24,9 @@ TAU = 0.01
 
 
 def channel_cfg(make_cfg, *overrides):
-    return make_cfg("granularity=channel", "trainer.epochs=4", *overrides)
+    """Exact per-group budgets (no rounding of kept channels) unless an override sets it."""
+    return make_cfg("granularity=channel", "granularity.round_to=1", "trainer.epochs=4",
+                    *overrides)
 
 
 def planted() -> nn.Module:
@@ -173,6 +176,34 @@ def test_pdp_training_then_compact(make_cfg):
     batch = torch.randn(8, 1, 12, 12, generator=torch.Generator().manual_seed(0))
     _, check = compact_model(model, pruner.pruned_channels(), batch)
     assert check.fp64 <= 1e-9 and check.fp32 <= TOLERANCE
+
+
+def test_round_kept_moves_budgets_to_whole_blocks():
+    # kept 32, 31, 58, 5 of 64, 64, 128, 10 (126 in all) -> 32, 32, 56, 8 (128): each a
+    # multiple of 8; 31 moved up (nearest), 58 down; a 10-channel group keeps 8
+    assert round_kept([64, 64, 128, 10], [32, 33, 70, 5], 8) == [32, 32, 72, 2]
+    assert round_kept([6, 16], [3, 9], 8) == [0, 8]  # a group smaller than a block stays whole
+    assert round_kept([64, 64], [33, 31], 1) == [33, 31]
+
+
+@pytest.mark.parametrize("method", ["gmp", "pdp"])
+def test_kept_channels_are_whole_blocks_of_round_to(make_cfg, method):
+    cfg = channel_cfg(make_cfg, "model=mobilenet_v2", f"method={method}", "sparsity=0.5",
+                      "granularity.round_to=8")
+    shape = (1, 12, 12)
+    model = trained_like(build_model(cfg.model, shape, 10))
+    pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=shape)
+    train_steps(model, pruner, 3, shape=shape, classes=10, lr=0.01)
+    pruner.finalize()
+    kept = {root: int(k.sum()) for root, k in pruner.kept.items()}
+    sizes = {g.root: g.channels for g in pruner.groups}
+    assert all(n % 8 == 0 or n == sizes[root] for root, n in kept.items()), kept
+    summary = pruner.channel_summary()
+    assert summary["pruned"] == summary["expected_pruned"]
+    assert abs(summary["fraction"] - 0.5) < 0.02, summary  # rounding moves the total little
+    compact, _ = compact_model(model, pruner.pruned_channels(), torch.randn(4, *shape))
+    convs = [m for m in compact.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.out_channels % 8 == 0 for c in convs), [c.out_channels for c in convs]
 
 
 def test_a_compact_model_that_changes_outputs_is_refused(make_cfg):

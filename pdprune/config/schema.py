@@ -200,6 +200,8 @@ class NMConfig:
 @dataclass
 class ChannelConfig:
     name: str = "channel"
+    # every group keeps a multiple of round_to channels: CPU kernels work on blocks of 8 (1: off)
+    round_to: int = 8
 
 
 # ---------------------------------------------------------------- schedule

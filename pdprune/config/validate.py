@@ -47,6 +47,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.granularity.name == "nm" and not 1 <= cfg.granularity.n < cfg.granularity.m:
         raise ConfigError("granularity.n", cfg.granularity.n,
                           f"must be in [1, granularity.m={cfg.granularity.m})")
+    if cfg.granularity.name == "channel" and cfg.granularity.round_to < 1:
+        raise ConfigError("granularity.round_to", cfg.granularity.round_to,
+                          "must be >= 1 (1: no rounding)")
     if cfg.granularity.name == "nm" and cfg.method.name != "dense" and cfg.sparsity == 0:
         raise ConfigError("sparsity", cfg.sparsity, "must be > 0 with granularity=nm (the "
                           "pattern sets the final sparsity; `sparsity` only paces the schedule)")

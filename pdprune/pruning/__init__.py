@@ -26,13 +26,15 @@ def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
         return NoPruning(model, targets)
     schedule = build_schedule(cfg.schedule, steps_per_epoch)
     if cfg.granularity.name == "channel":
-        return build_channel_pruner(cfg.method, model, targets, schedule, input_shape).attach()
+        return build_channel_pruner(cfg.method, model, targets, schedule, input_shape,
+                                    cfg.granularity.round_to).attach()
     method = build_method(cfg.method, build_granularity(cfg.granularity))
     return Pruner(model, targets, method, schedule).attach()
 
 
 def build_channel_pruner(cfg: DictConfig, model: nn.Module, targets: list[tuple[str, nn.Module]],
-                         schedule, input_shape: tuple[int, ...]) -> ChannelPruner:
+                         schedule, input_shape: tuple[int, ...],
+                         round_to: int = 1) -> ChannelPruner:
     """Targets become roots of coupled channel groups; a group touching the output channels of
     any other conv / linear (the classifier, excluded layers) stays dense. Depthwise convs are
     never roots but join their producer's group."""
@@ -44,7 +46,8 @@ def build_channel_pruner(cfg: DictConfig, model: nn.Module, targets: list[tuple[
     covered = {p.name for g in groups for p in g.producers}
     left_dense = [name for name in roots if name not in covered]
     return ChannelPruner(model, groups, cfg.name, cfg.get("budget", "uniform"), schedule,
-                         left_dense, tau=cfg.get("tau", 1e-4), seed=cfg.get("seed", 0))
+                         left_dense, tau=cfg.get("tau", 1e-4), seed=cfg.get("seed", 0),
+                         round_to=round_to)
 
 
 __all__ = ["ChannelPruner", "NoPruning", "Pruner", "build_pruner"]

@@ -25,6 +25,7 @@ from .selection import (
     global_budget,
     keep_largest,
     midpoint_threshold,
+    round_kept,
     uniform_budget,
 )
 
@@ -166,9 +167,11 @@ class ChannelPruner:
     """Drives channel masks from the schedule; the same interface as Pruner."""
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], method: str, budget: str,
-                 schedule: Schedule, left_dense: list[str], tau: float = 1e-4, seed: int = 0):
+                 schedule: Schedule, left_dense: list[str], tau: float = 1e-4, seed: int = 0,
+                 round_to: int = 1):
         self.model, self.groups, self.schedule = model, groups, schedule
         self.method, self.budget, self.seed = method, budget, seed
+        self.round_to = round_to  # kept channels per group: a multiple of this (or all)
         self.left_dense = left_dense
         self.modules = dict(model.named_modules())
         channels = [GroupChannels(g, self.modules) for g in groups]
@@ -261,12 +264,15 @@ class ChannelPruner:
         return self._budget(sparsity)
 
     def _budget(self, sparsity: float) -> list[int]:
+        sizes = [g.channels for g in self.groups]
         if self.budget == "uniform":
-            return uniform_budget([g.channels for g in self.groups], sparsity)
-        # one cut over all channels; norms divided by their group's mean so that groups with
-        # more (or larger) producers are comparable (Torch-Pruning's convention) (choice)
-        scores = [s / s.mean().clamp_min(1e-12) for s in self._scores()]
-        return global_budget(scores, sparsity)
+            counts = uniform_budget(sizes, sparsity)
+        else:
+            # one cut over all channels; norms divided by their group's mean so that groups
+            # with more (or larger) producers are comparable (Torch-Pruning's convention)
+            scores = [s / s.mean().clamp_min(1e-12) for s in self._scores()]
+            counts = global_budget(scores, sparsity)
+        return round_kept(sizes, counts, self.round_to)
 
     # --- the end
     @torch.no_grad()
@@ -311,7 +317,7 @@ class ChannelPruner:
         pruned = sum(int((~k).sum()) for k in self.kept.values())
         return {"groups": len(self.groups), "total": self.num_channels, "pruned": pruned,
                 "fraction": pruned / max(1, self.num_channels),
-                "expected_pruned": sum(self.counts)}
+                "expected_pruned": sum(self.counts), "round_to": self.round_to}
 
     def state_dict(self) -> dict:
         keeps = [m.keep.clone() for m in self.masks if isinstance(m, BinaryChannelMask)]

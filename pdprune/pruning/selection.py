@@ -93,3 +93,29 @@ def global_budget(scores: list[torch.Tensor], sparsity: float) -> list[int]:
     cut = torch.argsort(flat, stable=True)[:total]
     layer_of = torch.repeat_interleave(torch.arange(len(scores)), sizes).to(cut.device)
     return torch.bincount(layer_of[cut], minlength=len(scores)).tolist()
+
+
+def round_kept(channels: list[int], pruned: list[int], multiple: int) -> list[int]:
+    """Pruned counts moved so that every group keeps a multiple of `multiple` channels (or all
+    of them), with the total kept as near the unrounded total as whole steps allow.
+
+    Why: CPU kernels (oneDNN, onnxruntime's NCHWc) work on channel blocks of 8 or 16; a layer
+    left with 47 channels falls off the blocked path, and measured slower than the dense model
+    in onnxruntime. Each group starts at the allowed count just below its own kept count; then
+    groups move up one step, nearest first, while that brings the total closer.
+    """
+    if multiple <= 1:
+        return list(pruned)
+    allowed = [sorted({*range(multiple, n + 1, multiple), n}) for n in channels]
+    kept = [n - p for n, p in zip(channels, pruned, strict=True)]
+    low = [max([a for a in options if a <= k], default=options[0])
+           for options, k in zip(allowed, kept, strict=True)]
+    high = [min([a for a in options if a >= k], default=options[-1])
+            for options, k in zip(allowed, kept, strict=True)]
+    rounded, missing = list(low), sum(kept) - sum(low)
+    by_nearness = sorted(range(len(kept)), key=lambda g: (high[g] - kept[g], g))
+    for g in by_nearness:
+        step = high[g] - low[g]
+        if 0 < step < 2 * missing:  # moving up makes |total difference| smaller
+            rounded[g], missing = high[g], missing - step
+    return [n - k for n, k in zip(channels, rounded, strict=True)]
