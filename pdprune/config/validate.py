@@ -11,8 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..data.locate import locate_dataset
+from ..data.locate import TEXT_DATASETS, locate_dataset
 from ..errors import ConfigError
+from ..models.text_names import TEXT_MODELS
 
 BUDGETS = ("uniform", "global")
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -58,7 +59,47 @@ def validate(cfg: DictConfig) -> None:
                           "method (only whole pruned channels can be removed)")
     if cfg.method.name != "dense":
         _check_schedule(cfg.schedule, epochs)
+    if cfg.trainer.max_train_batches is not None and cfg.trainer.max_train_batches < 1:
+        raise ConfigError("trainer.max_train_batches", cfg.trainer.max_train_batches,
+                          "must be >= 1 (or null: every batch)")
+    _check_text(cfg)
+    _check_distill(cfg.trainer.distill)
     locate_dataset(cfg.dataset)
+
+
+def _check_text(cfg: DictConfig) -> None:
+    """Text models read token ids and image models read pixels: the pair must match."""
+    text_model, text_data = cfg.model.name in TEXT_MODELS, cfg.dataset.name in TEXT_DATASETS
+    if text_model and not text_data:
+        raise ConfigError("dataset", cfg.dataset.name, f"model={cfg.model.name} needs a text "
+                          f"dataset ({', '.join(TEXT_DATASETS)})")
+    if text_data and not text_model:
+        raise ConfigError("model", cfg.model.name, f"dataset={cfg.dataset.name} needs a text "
+                          f"model ({', '.join(TEXT_MODELS)})")
+    if text_model and cfg.granularity.name == "channel":
+        raise ConfigError("granularity", "channel", "is for CNNs; text models take "
+                          "unstructured or nm")
+    if text_model and (cfg.export.onnx or cfg.export.latency):
+        key = "export.onnx" if cfg.export.onnx else "export.latency"
+        raise ConfigError(key, "true", "is not available for text models yet")
+
+
+def _check_distill(distill: DictConfig) -> None:
+    if not distill.enabled:
+        return
+    if not 0.0 <= distill.weight <= 1.0:
+        raise ConfigError("trainer.distill.weight", distill.weight, "must be in [0, 1]")
+    if distill.temperature <= 0:
+        raise ConfigError("trainer.distill.temperature", distill.temperature, "must be positive")
+    if distill.teacher is None and distill.teacher_epochs < 1:
+        raise ConfigError("trainer.distill.teacher_epochs", distill.teacher_epochs,
+                          "must be >= 1 when no trainer.distill.teacher is given")
+    if distill.teacher is not None:
+        path = Path(distill.teacher).expanduser()
+        weights = path / "model.safetensors" if path.is_dir() else path
+        if not weights.is_file():
+            raise ConfigError("trainer.distill.teacher", distill.teacher,
+                              "no such run folder (with model.safetensors) or weights file")
 
 
 def _check_model(model: DictConfig) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from .locate import TEXT_DATASETS
+
 if TYPE_CHECKING:
     import torch
     from omegaconf import DictConfig
@@ -23,12 +25,21 @@ BUILDERS = {  # dataset name -> "module:function"
     "cifar100": "cifar:build_cifar",
     "imagenet": "imagenet:build_imagenet",
     "synthetic": "synthetic:build_synthetic",
+    # text: tokenised with the model's tokenizer, so these builders also take the model config
+    "rotten_tomatoes": "packaged_text:build_packaged_text",
+    "bbc_news": "packaged_text:build_packaged_text",
+    "sst2": "glue:build_glue",
+    "mnli": "glue:build_glue",
+    "qqp": "glue:build_glue",
 }
 
 
-def build_data(cfg: DictConfig, seed: int, device: torch.device | str | None = None) -> DataBundle:
+
+def build_data(cfg: DictConfig, seed: int, device: torch.device | str | None = None,
+               model_cfg: DictConfig | None = None) -> DataBundle:
     """The dataset named by cfg.name, its batches produced on `device` (default: the CPU);
-    `seed` drives the training set's shuffle and augmentation."""
+    `seed` drives the training set's shuffle and augmentation. Text datasets are tokenised with
+    the tokenizer of the model `model_cfg` names."""
     import torch
 
     from ..errors import ConfigError
@@ -38,4 +49,7 @@ def build_data(cfg: DictConfig, seed: int, device: torch.device | str | None = N
                           f"no such dataset (choose from {', '.join(BUILDERS)})")
     module, function = BUILDERS[cfg.name].split(":")
     builder = getattr(import_module(f".{module}", __name__), function)
-    return builder(cfg, seed, torch.device(device) if device is not None else torch.device("cpu"))
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if cfg.name in TEXT_DATASETS:
+        return builder(cfg, seed, device, model_cfg)
+    return builder(cfg, seed, device)

@@ -133,19 +133,50 @@ class TensorLoader(EpochState):
         start = self._begin_epoch()
         order, params = self._draw()
         n, size = len(self.x), self.batch_size
-        for i in range(start, len(self)):
-            sl = slice(i * size, min(n, (i + 1) * size))
-            idx = order[sl] if order is not None else sl
-            x, y = self.x[idx], self.y[idx]
-            if x.device != self.device:
-                x, y = to_device(x, self.device), to_device(y, self.device)
-            if params is not None:
-                x = self.augment(x, params[sl])
-            if self.transform is not None:
-                x = self.transform(x)
-            self._position = i + 1
-            yield x, y
-        self._end_epoch()
+        try:
+            for i in range(start, len(self)):
+                sl = slice(i * size, min(n, (i + 1) * size))
+                idx = order[sl] if order is not None else sl
+                x, y = self.x[idx], self.y[idx]
+                if x.device != self.device:
+                    x, y = to_device(x, self.device), to_device(y, self.device)
+                if params is not None:
+                    x = self.augment(x, params[sl])
+                if self.transform is not None:
+                    x = self.transform(x)
+                self._position = i + 1
+                yield x, y
+        finally:  # also when the consumer stops early (FirstBatches): the epoch is over
+            self._end_epoch()
+
+
+class FirstBatches:
+    """The first `limit` batches of each epoch of a training loader (trainer.max_train_batches:
+    quick runs and CI smoke runs on large datasets). Each epoch still draws its own order."""
+
+    def __init__(self, loader: Loader, limit: int):
+        self.loader, self.limit = loader, limit
+
+    def __len__(self) -> int:
+        return min(self.limit, len(self.loader))
+
+    @property
+    def num_samples(self) -> int:
+        return self.loader.num_samples
+
+    def __iter__(self) -> Iterator[Batch]:
+        batches = iter(self.loader)
+        try:
+            for _ in range(len(self)):
+                yield next(batches)
+        finally:
+            batches.close()
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

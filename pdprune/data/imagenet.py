@@ -139,17 +139,19 @@ class ImageLoader(EpochState):
             self._end_epoch()
             return
         batches = iter(self.loader)
-        while True:
-            try:
-                x, y = next(batches)
-            except StopIteration:
-                break
-            except PdpruneError as exc:  # from a worker: the message carries its traceback
-                raise PdpruneError(worker_message(exc)) from None
-            self._position += 1
-            x, y = to_device(x, self.device), to_device(y, self.device)
-            yield self.normalize(x), y
-        self._end_epoch()
+        try:
+            while True:
+                try:
+                    x, y = next(batches)
+                except StopIteration:
+                    break
+                except PdpruneError as exc:  # from a worker: the message has its traceback
+                    raise PdpruneError(worker_message(exc)) from None
+                self._position += 1
+                x, y = to_device(x, self.device), to_device(y, self.device)
+                yield self.normalize(x), y
+        finally:  # also when the consumer stops early (FirstBatches): the epoch is over
+            self._end_epoch()
 
 
 def worker_message(exc: Exception) -> str:

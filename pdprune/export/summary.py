@@ -129,6 +129,7 @@ def format_summary(summary: dict) -> str:
     acc = summary["accuracy"]
     acc_line = "  ".join(
         f"{split} top1 {m['top1']:.4f}" + (f" top5 {m['top5']:.4f}" if "top5" in m else "")
+        + (f" F1 {m['f1']:.4f}" if "f1" in m else "")
         for split, m in acc.items())
     head = (f"{summary['method']} on {summary['model']} / {summary['dataset']}"
             f"  (granularity {summary['granularity']}, schedule {summary['schedule']})")

@@ -1,7 +1,8 @@
 """Models keyed by name (the `model=` group); torchvision does the real work where it can.
 
 Every builder takes (cfg, input_shape, num_classes), input_shape being (C, H, W) (or any shape
-for the MLP), and returns a randomly initialised model; build_model then loads
+for the MLP, or (length,) token ids for the text models in text.py), and returns a model
+(randomly initialised, or a pretrained text encoder with a new head); build_model then loads
 cfg.checkpoint, if set.
 """
 
@@ -18,6 +19,8 @@ from .checkpoint import load_weights
 from .cifar_resnet import DEPTHS, build_cifar_resnet
 from .mobilenet_v1 import MobileNetV1
 from .small import LeNet, build_mlp
+from .text import build_text_model
+from .text_names import TEXT_MODELS
 from .torchvision_zoo import build_mobilenet_v2, build_resnet, build_vgg, is_small
 
 Builder = Callable[[DictConfig, tuple[int, ...], int], nn.Module]
@@ -53,9 +56,11 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int)
     the weights of cfg.checkpoint when it is set."""
     if cfg.name == "mlp":
         model = build_mlp(list(cfg.hidden), cfg.width, input_shape, num_classes)
+    elif cfg.name in TEXT_MODELS:  # transformers is imported inside, on use (seconds)
+        model = build_text_model(cfg, tuple(input_shape), num_classes)
     elif cfg.name not in MODELS:
         raise PdpruneError(f"model.name={cfg.name}: no such model "
-                           f"(choose from mlp, {', '.join(sorted(MODELS))})")
+                           f"(choose from mlp, {', '.join(sorted([*MODELS, *TEXT_MODELS]))})")
     elif len(input_shape) != 3:
         raise PdpruneError(f"model={cfg.name} needs image inputs (C, H, W), got {input_shape}")
     else:

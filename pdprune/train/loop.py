@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.bundle import DataBundle
 from .checkpoint import CHECKPOINT, restore_rng_states, rng_states, save_checkpoint
+from .distill import Distiller
 from .evaluate import autocast, evaluate
 from .metrics import MetricsLog
 
@@ -33,12 +34,14 @@ class Trainer:
                  epochs: int, device: torch.device, amp_dtype: torch.dtype | None, run_dir: Path,
                  label_smoothing: float = 0.0, grad_clip_norm: float | None = None,
                  progress: bool = True, config: dict | None = None,
-                 channels_last: bool = False, compile_model: bool = False):
+                 channels_last: bool = False, compile_model: bool = False,
+                 distiller: Distiller | None = None):
         self.model, self.data, self.pruner = model, data, pruner
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
         self.run_dir, self.label_smoothing, self.progress = run_dir, label_smoothing, progress
         self.grad_clip_norm = grad_clip_norm
+        self.distiller = distiller  # None: the loss is plain cross-entropy
         self.config = config or {}  # the resolved run config, saved with every checkpoint
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -104,7 +107,10 @@ class Trainer:
         self.pruner.before_step(self.state.step)
         with autocast(self.device, self.amp_dtype):
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+            if self.distiller is not None:
+                loss = self.distiller.loss(x, logits, y, self.label_smoothing)
+        if self.distiller is None:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip_norm:
