@@ -112,9 +112,12 @@ def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder
 
 
 def sample_batch(loader, size: int = 64) -> torch.Tensor:
-    """Up to `size` real inputs: the first batch(es) of a loader, for export checks."""
+    """Up to `size` real inputs: the first batch(es) of a loader, for export checks. Batches
+    of text are cut to their own longest sequence: only batches of one shape are joined."""
     parts, have = [], 0
     for x, _ in loader:
+        if parts and x.shape[1:] != parts[0].shape[1:]:
+            break
         parts.append(x)
         have += len(x)
         if have >= size:

@@ -230,3 +230,12 @@ def test_distillation_with_a_teacher_fine_tuned_first(make_cfg, tmp_path):
     summary = run(cfg2, tmp_path / "run2")
     assert not (tmp_path / "run2" / "teacher").exists()
     assert abs(summary["achieved_sparsity"] - 0.5) <= 1e-3
+
+
+def test_export_batch_joins_only_batches_of_one_length():
+    from pdprune.run import sample_batch
+
+    ids = torch.tensor([[5, 6, 7, 0], [5, 0, 0, 0], [5, 6, 0, 0], [5, 6, 0, 0], [9, 0, 0, 0]])
+    loader = TensorLoader(ids, torch.zeros(5, dtype=torch.long), 2, transform=trim_padding(0))
+    assert torch.equal(sample_batch(loader, 4), ids[:2, :3])  # the next batch is 2 long
+    assert sample_batch(TensorLoader(ids, torch.zeros(5), 2), 4).shape == (4, 4)
