@@ -12,7 +12,12 @@ from omegaconf import OmegaConf
 from pdprune.data import build_data
 from pdprune.data.bundle import FirstBatches, TensorLoader
 from pdprune.data.glue import TASKS, read_tsv
-from pdprune.data.packaged_text import read_rotten_tomatoes, rotten_tomatoes_file
+from pdprune.data.packaged_text import (
+    bbc_news_folder,
+    read_bbc_news,
+    read_rotten_tomatoes,
+    rotten_tomatoes_file,
+)
 from pdprune.data.text import TextExamples, tokenize, trim_padding
 from pdprune.errors import ConfigError
 from pdprune.models import build_model
@@ -81,6 +86,12 @@ def test_rotten_tomatoes_has_its_12808_labelled_sentences(make_cfg, tmp_path):
     x, y = next(iter(data.train))
     assert x.dtype == torch.long and x.shape[0] == 32 and x.shape[1] <= 128
     assert (x[:, -1] != 0).any()  # cut to the batch's longest sentence
+
+
+def test_bbc_news_has_2225_articles_in_5_topics():
+    examples, classes = read_bbc_news(bbc_news_folder())
+    assert len(examples) == 2225 and len(classes) == 5 and "sports" in classes
+    assert sorted(set(examples.labels)) == [0, 1, 2, 3, 4]
 
 
 def write_mnli(root, rows_train: int = 48, rows_dev: int = 12) -> None:

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from pdprune.config import CONFIG_DIR
+from pdprune.models.text_names import TEXT_MODELS
 from pdprune.run import run
 
 from .fakedata import write_cifar, write_imagefolder
 
 pytestmark = pytest.mark.slow
-MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml") if p.stem != "mlp")
+MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")
+                if p.stem != "mlp" and p.stem not in TEXT_MODELS)  # text: tests/test_text.py
 COMMON = ("method=pdp", "sparsity=0.5", "trainer.epochs=2", "schedule.warmup_epochs=1",
           "schedule.ramp_epochs=1", "trainer.progress=false", "export.safetensors=false")
 
