@@ -200,6 +200,10 @@ def test_text_and_image_pairs_are_checked(make_cfg, tmp_path):
         run(make_cfg("model=bert_tiny"), tmp_path)
     with pytest.raises(ConfigError, match="needs a text model"):
         run(make_cfg("dataset=rotten_tomatoes"), tmp_path)
+    with pytest.raises(ConfigError, match="model.path=null: model=hf needs the folder"):
+        run(make_cfg("model=hf", "dataset=rotten_tomatoes"), tmp_path)
+    with pytest.raises(ConfigError, match="no config.json"):
+        run(make_cfg("model=hf", f"model.path={tmp_path}", "dataset=rotten_tomatoes"), tmp_path)
 
 
 def test_nm_on_bert_holds_exactly_n_per_group(make_cfg, tmp_path):

@@ -76,6 +76,12 @@ def _check_text(cfg: DictConfig) -> None:
     if text_data and not text_model:
         raise ConfigError("model", cfg.model.name, f"dataset={cfg.dataset.name} needs a text "
                           f"model ({', '.join(TEXT_MODELS)})")
+    if cfg.model.name == "hf" and not cfg.model.path:
+        raise ConfigError("model.path", "null", "model=hf needs the folder of a local Hugging "
+                          "Face model (config.json, weights, tokenizer files)")
+    if cfg.model.get("path") and not (Path(cfg.model.path).expanduser() / "config.json").is_file():
+        raise ConfigError("model.path", cfg.model.path, "is not a Hugging Face model folder "
+                          "(no config.json)")
     if text_model and cfg.granularity.name == "channel":
         raise ConfigError("granularity", "channel", "is for CNNs; text models take "
                           "unstructured or nm")
