@@ -15,8 +15,10 @@ from .data import build_data
 from .data.bundle import FirstBatches
 from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
 from .export.exporter import export_latency, export_run, save_weights
+from .export.training_cost import forward_macs_per_epoch, training_cost
 from .models import build_model
-from .pruning import NoPruning, build_pruner
+from .models.text_names import TEXT_MODELS
+from .pruning import ChannelPruner, LayerPruner, NoPruning, build_pruner
 from .train import (
     Trainer,
     build_lr_scheduler,
@@ -78,7 +80,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
         distiller = Distiller(teacher, cfg.trainer.distill.temperature,
                               cfg.trainer.distill.weight)
     pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train),
-                          input_shape=data.input_shape)
+                          input_shape=data.input_shape, train_batches=lambda: one_pass(data.train))
     return make_trainer(cfg, model, data, pruner, device, run_dir, cfg.trainer.epochs,
                         distiller)
 
@@ -111,6 +113,16 @@ def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder
     save_weights(model, folder / WEIGHTS)
 
 
+def one_pass(loader):
+    """The loader's batches once, leaving its state as it was: an extra pass (importance
+    criteria) does not change the order or augmentation of any training epoch."""
+    state = loader.state_dict()
+    try:
+        yield from loader
+    finally:
+        loader.load_state_dict(state)
+
+
 def sample_batch(loader, size: int = 64) -> torch.Tensor:
     """Up to `size` real inputs: the first batch(es) of a loader, for export checks. Batches
     of text are cut to their own longest sequence: only batches of one shape are joined."""
@@ -123,6 +135,21 @@ def sample_batch(loader, size: int = 64) -> torch.Tensor:
         if have >= size:
             break
     return torch.cat(parts)[:size]
+
+
+def measures_latency(cfg: DictConfig) -> bool:
+    """export.latency, and always for layerprune (latency is how it is judged) on image models."""
+    return cfg.export.latency or (cfg.method.name == "layerprune"
+                                  and cfg.model.name not in TEXT_MODELS)
+
+
+def channel_training_cost(cfg: DictConfig, pruner: ChannelPruner, data, summary: dict) -> dict:
+    """Training MACs of a channel-pruning run: each epoch at the channel counts it trained."""
+    samples = min(data.train.num_samples, len(data.train) * cfg.dataset.batch_size)
+    epoch_macs = forward_macs_per_epoch(
+        lambda: build_model(cfg.model, data.input_shape, data.num_classes), data.input_shape,
+        pruner.groups, pruner.epoch_counts)
+    return training_cost(epoch_macs, summary["flops_dense"], samples)
 
 
 def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:
@@ -149,7 +176,7 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     batch = sample_batch(data.test)
     exported, export_info = export_run(cfg.export, model, pruner, batch, run_dir, pattern)
     latency = None
-    if cfg.export.latency:  # the same architecture unpruned vs what was exported
+    if measures_latency(cfg):  # the same architecture unpruned vs what was exported
         dense = build_model(cfg.model, data.input_shape, data.num_classes)
         onnx_file = run_dir / export_info["onnx_file"] if "onnx_file" in export_info else None
         latency = export_latency(dense, exported, batch, list(cfg.export.latency_batch_sizes),
@@ -161,7 +188,12 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
         params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
         train_time_s=state.train_time_s, run_dir=run_dir, input_shape=data.input_shape,
         num_classes=data.num_classes, latency=latency, export=export_info,
-        channels=pruner.channel_summary() if hasattr(pruner, "channel_summary") else None)
+        channels=pruner.channel_summary() if hasattr(pruner, "channel_summary") else None,
+        blocks=pruner.layer_summary() if isinstance(pruner, LayerPruner) else None)
+    if isinstance(pruner, ChannelPruner):
+        summary["training_cost"] = channel_training_cost(cfg, pruner, data, summary)
+        if pruner.epi is not None:
+            summary["epi"] = pruner.epi.summary()
     write_summary(run_dir / "summary.json", summary)
     print(format_summary(summary), flush=True)
     return summary

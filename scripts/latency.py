@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.model.checkpoint = None  # the run's own weights replace any starting point
     summary = json.loads(needed[1].read_text())
     shape, classes = tuple(summary["input_shape"]), summary["num_classes"]
-    program = args.run_dir / "compact.pt2"
-    if program.is_file():  # export.compact: the smaller model, as the torch.export program
+    # export.compact / layerprune: the smaller model, as the torch.export program
+    program = next((args.run_dir / f for f in ("compact.pt2", "model.pt2")
+                    if (args.run_dir / f).is_file()), args.run_dir / "compact.pt2")
+    if program.is_file():
         exported = torch.export.load(str(program)).module()
     else:
         exported = build_model(cfg.model, shape, classes)

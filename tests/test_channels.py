@@ -184,6 +184,7 @@ def test_round_kept_moves_budgets_to_whole_blocks():
     assert round_kept([64, 64, 128, 10], [32, 33, 70, 5], 8) == [32, 32, 72, 2]
     assert round_kept([6, 16], [3, 9], 8) == [0, 8]  # a group smaller than a block stays whole
     assert round_kept([64, 64], [33, 31], 1) == [33, 31]
+    assert round_kept([4, 64], [4, 30], 1) == [3, 30]  # no group is pruned whole
 
 
 @pytest.mark.parametrize("method", ["gmp", "pdp"])

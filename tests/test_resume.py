@@ -30,6 +30,27 @@ def metrics(run_dir):
 def test_resume_after_kill_equals_uninterrupted(make_cfg, tmp_path, monkeypatch, method,
                                                 granularity):
     overrides = [*TINY, f"method={method}", f"granularity={granularity}", "trainer.epochs=5"]
+    check_resume(make_cfg, tmp_path, monkeypatch, overrides)
+
+
+LAYER_AND_EPI = {
+    # blocks removed after epoch 1: the resumed run must rebuild the shallower network
+    "layerprune": ["model=resnet20", "method=layerprune", "method.layers_to_remove=2",
+                   "schedule.epoch=1", "export.latency_repeats=3"],
+    # the indicator's history, its trigger and the planned counts live in the checkpoint
+    "epi": ["model=resnet20", "granularity=channel", "schedule=epi", "sparsity=0.5",
+            "schedule.tau=0.5", "schedule.max_epoch=4"],
+}
+
+
+@pytest.mark.parametrize("name", list(LAYER_AND_EPI))
+def test_resume_of_layer_and_epi_runs(make_cfg, tmp_path, monkeypatch, name):
+    overrides = ["dataset=synthetic", "trainer.epochs=5", "trainer.progress=false",
+                 *LAYER_AND_EPI[name]]
+    check_resume(make_cfg, tmp_path, monkeypatch, overrides)
+
+
+def check_resume(make_cfg, tmp_path, monkeypatch, overrides: list[str]) -> None:
     whole = tmp_path / "whole"
     run(make_cfg(*overrides), whole)
 

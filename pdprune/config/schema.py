@@ -223,6 +223,19 @@ class PDPMethodConfig:
     targets: TargetsConfig = field(default_factory=TargetsConfig)
 
 
+@dataclass
+class LayerPruneMethodConfig:
+    """LayerPrune: remove whole blocks by filter-derived importance, then fine-tune."""
+
+    name: str = "layerprune"
+    criterion: str = "taylor"  # l1 | l2 | taylor | bn_gamma | bn_taylor (pruning/importance.py)
+    layers_to_remove: Optional[int] = None  # blocks removed in one shot; or:
+    latency_budget: Optional[float] = None  # remove until latency <= this x the unpruned model's
+    latency_batch: int = 64  # batch size of the latency_budget measurement
+    importance_batches: Optional[int] = None  # gradient criteria: batches of the pass; null: all
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
 # ---------------------------------------------------------------- granularity
 
 
@@ -243,6 +256,11 @@ class ChannelConfig:
     name: str = "channel"
     # every group keeps a multiple of round_to channels: CPU kernels work on blocks of 8 (1: off)
     round_to: int = 8
+
+
+@dataclass
+class LayerConfig:
+    name: str = "layer"  # one unit = one removable block (method=layerprune)
 
 
 # ---------------------------------------------------------------- schedule
@@ -272,6 +290,19 @@ class OneShotScheduleConfig:
     name: str = "oneshot"
     target: float = MISSING
     epoch: int = 0  # masks are set before the first step of this epoch (0-based)
+
+
+@dataclass
+class EPIScheduleConfig:
+    """Prune channels once, when the early pruning indicator fires (METHODS.md section 4)."""
+
+    name: str = "epi"
+    target: float = MISSING
+    criterion: str = "bn_taylor"  # channel ranking: bn_taylor | taylor | bn_gamma | l1 | l2
+    tau: Optional[float] = None  # null: 0.944 for Taylor criteria, 0.983 for magnitudes
+    window: int = 5  # r: earlier sub-networks EPI_t compares with
+    patience: int = 5  # j: EPI_t must exceed this many previous values
+    max_epoch: int = MISSING  # prune after this many epochs if the indicator has not fired
 
 
 # ---------------------------------------------------------------- optimizer
@@ -369,11 +400,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "mnist": MNISTConfig, "cifar": CIFARConfig, "imagenet": ImageNetConfig,
                 "synthetic": SyntheticConfig, "text": TextDatasetConfig, "glue": GlueConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
-               "random": RandomMethodConfig, "pdp": PDPMethodConfig},
+               "random": RandomMethodConfig, "pdp": PDPMethodConfig,
+               "layerprune": LayerPruneMethodConfig},
     "granularity": {"unstructured": UnstructuredConfig, "nm": NMConfig,
-                    "channel": ChannelConfig},
+                    "channel": ChannelConfig, "layer": LayerConfig},
     "schedule": {"pdp": PDPScheduleConfig, "cubic": CubicScheduleConfig,
-                 "oneshot": OneShotScheduleConfig},
+                 "oneshot": OneShotScheduleConfig, "epi": EPIScheduleConfig},
     "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
     "trainer": {"default": TrainerConfig},
     "export": {"default": ExportConfig},

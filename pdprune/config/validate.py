@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from ..data.locate import TEXT_DATASETS, locate_dataset
 from ..errors import ConfigError
 from ..models.text_names import TEXT_MODELS
+from ..pruning.importance import CRITERIA
 
 BUDGETS = ("uniform", "global")
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -57,6 +58,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.export.compact and (cfg.granularity.name != "channel" or cfg.method.name == "dense"):
         raise ConfigError("export.compact", "true", "needs granularity=channel and a pruning "
                           "method (only whole pruned channels can be removed)")
+    _check_pairing(cfg)
     if cfg.method.name != "dense":
         _check_schedule(cfg.schedule, epochs)
     if cfg.trainer.max_train_batches is not None and cfg.trainer.max_train_batches < 1:
@@ -85,6 +87,9 @@ def _check_text(cfg: DictConfig) -> None:
     if text_model and cfg.granularity.name == "channel":
         raise ConfigError("granularity", "channel", "is for CNNs; text models take "
                           "unstructured or nm")
+    if text_model and cfg.method.name == "layerprune" and cfg.method.latency_budget:
+        raise ConfigError("method.latency_budget", cfg.method.latency_budget, "is not available "
+                          "for text models yet (use method.layers_to_remove)")
     if text_model and (cfg.export.onnx or cfg.export.latency):
         key = "export.onnx" if cfg.export.onnx else "export.latency"
         raise ConfigError(key, "true", "is not available for text models yet")
@@ -156,3 +161,45 @@ def _check_schedule(schedule: DictConfig, epochs: int) -> None:
         if not 0 <= schedule.epoch < epochs:
             raise ConfigError("schedule.epoch", schedule.epoch,
                               f"must be in [0, {epochs}) to prune before training ends")
+    elif schedule.name == "epi":
+        if schedule.criterion not in CRITERIA:
+            raise ConfigError("schedule.criterion", schedule.criterion,
+                              f"must be one of {', '.join(CRITERIA)}")
+        if schedule.tau is not None and not 0 < schedule.tau < 1:
+            raise ConfigError("schedule.tau", schedule.tau, "must be in (0, 1)")
+        for key in ("window", "patience"):
+            if schedule[key] < 1:
+                raise ConfigError(f"schedule.{key}", schedule[key], "must be >= 1")
+        if not 1 <= schedule.max_epoch < epochs:
+            raise ConfigError("schedule.max_epoch", schedule.max_epoch,
+                              f"must be in [1, {epochs}) so that training goes on after pruning")
+
+
+def _check_pairing(cfg: DictConfig) -> None:
+    """Methods, granularities and schedules that only make sense together."""
+    layer_method, layer_unit = cfg.method.name == "layerprune", cfg.granularity.name == "layer"
+    if layer_method != layer_unit:
+        key, value = ("granularity", cfg.granularity.name) if layer_method \
+            else ("method", cfg.method.name)
+        raise ConfigError(key, value, "method=layerprune and granularity=layer go together")
+    if cfg.schedule.name == "epi" and cfg.method.name != "dense" \
+            and cfg.granularity.name != "channel":
+        raise ConfigError("schedule", "epi", "decides when to prune channels: needs "
+                          "granularity=channel")
+    if layer_method:
+        m = cfg.method
+        if m.criterion not in CRITERIA:
+            raise ConfigError("method.criterion", m.criterion,
+                              f"must be one of {', '.join(CRITERIA)}")
+        if m.latency_budget is not None and not 0 < m.latency_budget < 1:
+            raise ConfigError("method.latency_budget", m.latency_budget,
+                              "must be in (0, 1): a fraction of the unpruned model's latency")
+        if m.latency_budget is None and (m.layers_to_remove is None or m.layers_to_remove < 1):
+            raise ConfigError("method.layers_to_remove", m.layers_to_remove,
+                              "must be >= 1 (or set method.latency_budget)")
+        if cfg.schedule.name != "oneshot":
+            raise ConfigError("schedule", cfg.schedule.name, "method=layerprune removes blocks "
+                              "once: schedule=oneshot (schedule.epoch says when)")
+        if cfg.export.compact:
+            raise ConfigError("export.compact", "true", "is for channels; layerprune's model "
+                              "is already the shallower network")

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ConfigError
+from ..pruning import LayerPruner
 from .compact import compact_model
 from .cost import layer_macs, parameter_counts
 from .latency import latency_table
@@ -50,8 +51,11 @@ def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
                            "max_abs_diff_vs_masked_fp32": check.fp32,
                            "max_abs_diff_program": program_difference,
                            "check_batch": batch.shape[0]}
-    if cfg.compact:
-        info["sparse_kernel"] = {"used": False, "reason": "none needed: the compact model is "
+    if isinstance(pruner, LayerPruner):
+        info["program"] = save_shallower(model, batch, run_dir / "model.pt2")
+        info["files"].append("model.pt2")
+    if cfg.compact or isinstance(pruner, LayerPruner):
+        info["sparse_kernel"] = {"used": False, "reason": "none needed: the exported model is "
                                  "a smaller dense model"}
     else:
         info["sparse_kernel"] = sparse_kernel_report(
@@ -63,6 +67,20 @@ def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
         info["onnx_file"] = name
         info["files"].append(name)
     return exported, info
+
+
+def weight_layers(state: dict[str, torch.Tensor]) -> int:
+    """Conv and linear layers in a state_dict: the weights of two or more dimensions."""
+    return sum(1 for k, v in state.items() if k.endswith("weight") and v.dim() >= 2)
+
+
+def save_shallower(model: nn.Module, batch: torch.Tensor, path: Path) -> dict:
+    """The layer-pruned model as a torch.export program (loads without pdprune), checked on
+    reload; and how many conv / linear layers the saved file holds."""
+    difference = save_program(model, batch, path)
+    saved = torch.export.load(str(path)).module().state_dict()
+    return {"file": path.name, "max_abs_diff_vs_model": difference,
+            "weight_layers": weight_layers(saved)}
 
 
 def export_latency(dense: nn.Module, exported: nn.Module, batch: torch.Tensor,

@@ -15,7 +15,7 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
                   accuracy: dict[str, dict[str, float]], epochs: int, train_time_s: float,
                   run_dir: Path, input_shape: tuple[int, ...], num_classes: int,
                   latency: dict | None = None, export: dict | None = None,
-                  channels: dict | None = None) -> dict:
+                  channels: dict | None = None, blocks: dict | None = None) -> dict:
     prunable = sum(layer.params for layer in layers)
     pruned = sum(layer.pruned for layer in layers)
     expected = sum(layer.expected_pruned for layer in layers)
@@ -25,10 +25,12 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "run_dir": str(run_dir),
         "input_shape": list(input_shape),
         "num_classes": num_classes,
-        # granularity=channel counts channels (a fraction of all coupled channels), else weights
-        "sparsity_unit": "channels" if channels else "weights",
+        # granularity=channel counts channels (a fraction of all coupled channels), layer counts
+        # removable blocks, else weights
+        "sparsity_unit": "channels" if channels else "blocks" if blocks else "weights",
         "target_sparsity": target,
-        "achieved_sparsity": channels["fraction"] if channels else pruned / max(1, prunable),
+        "achieved_sparsity": channels["fraction"] if channels
+        else len(blocks["removed"]) / blocks["removable"] if blocks else pruned / max(1, prunable),
         "weight_sparsity": pruned / max(1, prunable),
         "sparsity_check": {"expected_pruned": expected, "pruned": pruned, "ties": ties,
                            "exact": pruned == expected},
@@ -37,6 +39,7 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "sparse_kernel": (export or {}).get("sparse_kernel"),
         **_group_summary(layers),
         **({"channels": channels} if channels else {}),
+        **({"blocks": blocks} if blocks else {}),
         "accuracy": accuracy,
         "params": params[0],
         "nonzero_params": params[1],
@@ -87,6 +90,36 @@ def _channel_lines(summary: dict) -> list[str]:
     if "onnx_max_abs_diff" in summary.get("export", {}):
         lines.append(f"onnx      onnxruntime matches torch to "
                      f"{summary['export']['onnx_max_abs_diff']:.1e}")
+    return lines
+
+
+def _block_lines(summary: dict) -> list[str]:
+    if "blocks" not in summary:
+        return []
+    b = summary["blocks"]
+    lines = [f"blocks    {len(b['removed'])} of {b['removable']} removable blocks removed by "
+             f"{b['criterion']}: {b['blocks_before']} -> {b['blocks_after']} blocks"
+             + (f" ({', '.join(b['removed'])})" if b["removed"] else "")]
+    program = summary.get("export", {}).get("program")
+    if program:
+        lines.append(f"exported  {program['file']}: {program['weight_layers']} conv/linear "
+                     "layers, outputs equal the in-memory model's to "
+                     f"{program['max_abs_diff_vs_model']:.1e}")
+    return lines
+
+
+def _epi_lines(summary: dict) -> list[str]:
+    lines = []
+    if "epi" in summary:
+        e = summary["epi"]
+        values = " ".join("-" if v is None else f"{v:.3f}" for v in e["values"])
+        when = "never" if e["trigger_epoch"] is None else \
+            f"after epoch {e['trigger_epoch']} ({e['trigger']})"
+        lines.append(f"epi       pruned {when}; EPI per epoch: {values} (tau {e['tau']:.3f})")
+    if "training_cost" in summary:
+        c = summary["training_cost"]
+        lines.append(f"training  {_count(c['train_macs'])} MACs ({c['vs_dense']:.3f}x of dense "
+                     "training for as many epochs)")
     return lines
 
 
@@ -147,6 +180,8 @@ def format_summary(summary: dict) -> str:
         f"   FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "
         f"{_count(summary['flops_nonzero'])} non-zero",
         *_channel_lines(summary),
+        *_block_lines(summary),
+        *_epi_lines(summary),
         *_kernel_lines(summary),
         *format_latency(summary.get("latency", {})),
         f"time      {summary['train_time_s']:.1f} s training, {summary['epochs']} epochs",

@@ -4,6 +4,8 @@ drives them from the train loop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -11,6 +13,7 @@ from torch import nn
 from .channel_groups import PRODUCERS, find_channel_groups
 from .channel_pruner import ChannelPruner
 from .granularity import build_granularity
+from .layer_pruner import LayerPruner
 from .methods import build_method
 from .pruner import NoPruning, Pruner
 from .schedules import build_schedule
@@ -18,13 +21,23 @@ from .targets import is_depthwise, select_targets
 
 
 def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
-                 input_shape: tuple[int, ...] | None = None) -> Pruner | ChannelPruner | NoPruning:
+                 input_shape: tuple[int, ...] | None = None,
+                 train_batches: Callable[[], Iterable] | None = None) -> AnyPruner:
     """The pruner for cfg.method / cfg.granularity / cfg.schedule, attached to `model`.
-    granularity=channel traces the model on a zero batch of `input_shape` (one sample's shape)."""
+    granularity=channel traces the model on a zero batch of `input_shape` (one sample's shape);
+    method=layerprune reads `train_batches()` (one pass of training data) for gradient criteria
+    and measures latency on inputs of `input_shape`."""
     targets = select_targets(model, cfg.method.targets)
     if cfg.method.name == "dense":
         return NoPruning(model, targets)
     schedule = build_schedule(cfg.schedule, steps_per_epoch)
+    if cfg.method.name == "layerprune":
+        m = cfg.method
+        return LayerPruner(model, schedule, m.criterion,
+                           layers_to_remove=None if m.latency_budget else m.layers_to_remove,
+                           latency_budget=m.latency_budget, latency_batch=m.latency_batch,
+                           input_shape=input_shape, train_batches=train_batches,
+                           importance_batches=m.importance_batches)
     if cfg.granularity.name == "channel":
         return build_channel_pruner(cfg.method, model, targets, schedule, input_shape,
                                     cfg.granularity.round_to).attach()
@@ -50,4 +63,6 @@ def build_channel_pruner(cfg: DictConfig, model: nn.Module, targets: list[tuple[
                          round_to=round_to)
 
 
-__all__ = ["ChannelPruner", "NoPruning", "Pruner", "build_pruner"]
+AnyPruner = Pruner | ChannelPruner | LayerPruner | NoPruning
+
+__all__ = ["AnyPruner", "ChannelPruner", "LayerPruner", "NoPruning", "Pruner", "build_pruner"]

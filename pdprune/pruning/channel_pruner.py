@@ -18,8 +18,9 @@ from torch.nn.utils import parametrize
 
 from ..errors import PdpruneError
 from .channel_groups import ChannelGroup
-from .pruner import LayerResult
-from .schedules import Schedule
+from .epi_channels import EPIWatch
+from .pruner import LayerResult, LoopHooks
+from .schedules import EPISchedule, Schedule
 from .selection import (
     ThresholdSearch,
     global_budget,
@@ -163,7 +164,7 @@ class ChannelSliceMask(nn.Module):
         return (m * param.float()).to(param.dtype)
 
 
-class ChannelPruner:
+class ChannelPruner(LoopHooks):
     """Drives channel masks from the schedule; the same interface as Pruner."""
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], method: str, budget: str,
@@ -183,6 +184,11 @@ class ChannelPruner:
         self.sparsity = 0.0
         self.counts = [0] * len(groups)
         self._random: list[torch.Tensor] | None = None
+        # schedule=epi: the indicator decides when, and its sub-network how many per group
+        self.epi = EPIWatch(groups, self.modules, schedule) \
+            if isinstance(schedule, EPISchedule) else None
+        self.planned: list[int] | None = None  # pruned per group at the target, fixed by EPI
+        self.epoch_counts: list[list[int]] = []  # pruned per group at each epoch's end
 
     # --- what the summary and the loop read
     @property
@@ -230,6 +236,20 @@ class ChannelPruner:
         if target != self.sparsity:
             self.set_sparsity(target)
 
+    def after_backward(self) -> None:
+        if self.epi is not None:
+            self.epi.after_backward()
+
+    def end_epoch(self, epochs_done: int) -> dict:
+        self.epoch_counts.append(list(self.counts))
+        if self.epi is None:
+            return {}
+        record = self.epi.end_epoch(epochs_done)
+        if "epi_prune" in record:
+            sizes = [g.channels for g in self.groups]
+            self.planned = round_kept(sizes, self.epi.planned_pruned(), self.round_to)
+        return record
+
     @torch.no_grad()
     def set_sparsity(self, sparsity: float) -> None:
         self.counts = self._counts(sparsity)
@@ -257,6 +277,8 @@ class ChannelPruner:
         final = self.schedule.target
         if sparsity == 0 or final == 0:
             return [0] * len(self.groups)
+        if self.planned is not None:
+            return [round(sparsity / final * p) for p in self.planned]
         if self.method == "pdp":
             if self.budgets is None:  # once, at the end of warm-up, for the final target
                 self.budgets = self._budget(final)
@@ -322,11 +344,17 @@ class ChannelPruner:
     def state_dict(self) -> dict:
         keeps = [m.keep.clone() for m in self.masks if isinstance(m, BinaryChannelMask)]
         return {"sparsity": self.sparsity, "counts": list(self.counts), "budgets": self.budgets,
-                "keeps": keeps}
+                "keeps": keeps, "planned": self.planned,
+                "epoch_counts": [list(c) for c in self.epoch_counts],
+                "epi": self.epi.state_dict() if self.epi is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.sparsity, self.counts = state["sparsity"], list(state["counts"])
         self.budgets = state["budgets"]
+        self.planned = state["planned"]
+        self.epoch_counts = [list(c) for c in state["epoch_counts"]]
+        if self.epi is not None:
+            self.epi.load_state_dict(state["epi"])
         keeps = iter(state["keeps"])
         for mask, count in zip(self.masks, self.counts, strict=True):
             if isinstance(mask, SoftChannelMask):

@@ -36,7 +36,21 @@ class LayerResult:
         return self.pruned / self.params
 
 
-class Pruner:
+class LoopHooks:
+    """The train loop's per-epoch and per-backward calls; most pruners need none of them."""
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Before the first batch of `epoch` (0-based); the training loader is idle."""
+
+    def after_backward(self) -> None:
+        """After each backward, before gradient clipping and the optimizer step."""
+
+    def end_epoch(self, epochs_done: int) -> dict:
+        """After an epoch's last step; returns extra fields for its metrics record."""
+        return {}
+
+
+class Pruner(LoopHooks):
     def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Module]], method: Method,
                  schedule: Schedule):
         self.model, self.method, self.schedule = model, method, schedule
@@ -142,7 +156,7 @@ class Pruner:
                 layer.mask.pruned = count  # binary masks come back with the model's buffers
 
 
-class NoPruning:
+class NoPruning(LoopHooks):
     """The dense baseline: same interface, no masks. Reports the layers it would have pruned."""
 
     final_sparsity = 0.0

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from .epi import DEFAULT_TAU
+
 
 @dataclass(frozen=True)
 class PDPSchedule:
@@ -70,7 +72,32 @@ class OneShotSchedule:
         return self.target if step >= self.epoch * self.steps_per_epoch else 0.0
 
 
-Schedule = PDPSchedule | CubicSchedule | OneShotSchedule
+@dataclass
+class EPISchedule:
+    """Dense until the early pruning indicator fires (pruning/epi.py), then the target.
+
+    Not a pure function of the step: the indicator sets `prune_epoch` (epochs completed when it
+    fired) at the end of an epoch, at `max_epoch` at the latest; pruning starts with the next
+    step. It is part of the pruner's state, so a resumed run keeps it.
+    """
+
+    target: float
+    steps_per_epoch: int
+    criterion: str
+    tau: float
+    window: int
+    patience: int
+    max_epoch: int
+    prune_epoch: int | None = None
+    fallback: bool = False  # pruned at max_epoch because the indicator had not fired
+
+    def sparsity_at(self, step: int) -> float:
+        if self.prune_epoch is None or step < self.prune_epoch * self.steps_per_epoch:
+            return 0.0
+        return self.target
+
+
+Schedule = PDPSchedule | CubicSchedule | OneShotSchedule | EPISchedule
 
 
 def build_schedule(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
@@ -81,4 +108,8 @@ def build_schedule(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
                              (cfg.end_epoch - cfg.start_epoch) * steps_per_epoch, cfg.dt)
     if cfg.name == "oneshot":
         return OneShotSchedule(cfg.target, cfg.epoch, steps_per_epoch)
+    if cfg.name == "epi":
+        tau = cfg.tau if cfg.tau is not None else DEFAULT_TAU[cfg.criterion]
+        return EPISchedule(cfg.target, steps_per_epoch, cfg.criterion, tau, cfg.window,
+                           cfg.patience, cfg.max_epoch)
     raise ValueError(f"schedule={cfg.name} is not implemented")

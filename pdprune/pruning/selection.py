@@ -102,10 +102,11 @@ def round_kept(channels: list[int], pruned: list[int], multiple: int) -> list[in
     Why: CPU kernels (oneDNN, onnxruntime's NCHWc) work on channel blocks of 8 or 16; a layer
     left with 47 channels falls off the blocked path, and measured slower than the dense model
     in onnxruntime. Each group starts at the allowed count just below its own kept count; then
-    groups move up one step, nearest first, while that brings the total closer.
+    groups move up one step, nearest first, while that brings the total closer. Every group
+    keeps at least one channel (or one block), also with multiple=1: a group pruned whole would
+    cut the network in two.
     """
-    if multiple <= 1:
-        return list(pruned)
+    multiple = max(1, multiple)
     allowed = [sorted({*range(multiple, n + 1, multiple), n}) for n in channels]
     kept = [n - p for n, p in zip(channels, pruned, strict=True)]
     low = [max([a for a in options if a <= k], default=options[0])

@@ -58,7 +58,9 @@ class Trainer:
         for epoch in range(self.state.epoch, self.epochs):
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
+            self.pruner.begin_epoch(epoch)
             train = self.train_epoch(epoch)
+            pruning = self.pruner.end_epoch(epoch + 1)
             self.lr_scheduler.step()
             val = evaluate(self.forward, self.data.val, self.device, self.amp_dtype)
             self.state.epoch = epoch + 1
@@ -69,13 +71,14 @@ class Trainer:
                 **{f"val_{k}": v for k, v in val.items()},
                 "target_sparsity": self.pruner.target_sparsity,
                 "achieved_sparsity": self.pruner.achieved_sparsity(),
+                **pruning,
                 "epoch_time_s": round(time.perf_counter() - started, 3),
             }
             self.metrics.append(record)
-            log.info("epoch %d/%d  loss %.4f  val top1 %.4f  sparsity %.3f (target %.3f)  %.1fs",
+            log.info("epoch %d/%d  loss %.4f  val top1 %.4f  sparsity %.3f (target %.3f)  %.1fs%s",
                      epoch + 1, self.epochs, train["loss"], val["top1"],
                      record["achieved_sparsity"], record["target_sparsity"],
-                     record["epoch_time_s"])
+                     record["epoch_time_s"], _extra(pruning))
             self.save_checkpoint()
         return self.state
 
@@ -113,6 +116,7 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.pruner.after_backward()
         if self.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         self.optimizer.step()
@@ -134,10 +138,17 @@ class Trainer:
         })
 
     def load_checkpoint(self, payload: dict) -> None:
+        # the pruner first: layer pruning restores the architecture the weights belong to
+        self.pruner.load_state_dict(payload["pruner"])
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.lr_scheduler.load_state_dict(payload["lr_scheduler"])
-        self.pruner.load_state_dict(payload["pruner"])
         self.data.train.load_state_dict(payload["train_loader"])
         restore_rng_states(payload["rng"])
         self.state = TrainState(**payload["state"])
+
+
+def _extra(fields: dict) -> str:
+    """What a pruner added to an epoch's record (e.g. EPI), for the log line."""
+    return "".join(f"  {k} {v:.4f}" if isinstance(v, float) else f"  {k} {'-' if v is None else v}"
+                   for k, v in fields.items())

@@ -1,0 +1,95 @@
+"""EPI against pruning at each fixed epoch: accuracy vs training cost (METHODS.md section 4).
+
+    python scripts/epi_vs_grid.py --out results/epi_vs_grid
+    python scripts/epi_vs_grid.py --model resnet20 --epochs 10 --sparsity 0.5
+    python scripts/epi_vs_grid.py --smoke --out /tmp/epi                # seconds: what CI runs
+
+Runs `prune-train -m granularity=channel schedule=oneshot schedule.epoch=1,2,..,E-1` (the grid
+search EPI is meant to replace) and `schedule=epi` with the same method, sparsity and epochs.
+Training cost is the MACs of forward + backward of the network each epoch trained (dense
+before pruning, the pruned one after), relative to training dense throughout.
+Writes OUT/epi_vs_grid.{md,csv,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pdprune.sweep import multirun, short_run_name, summaries, write_tables
+
+
+def row(summary: dict) -> dict:
+    epi = summary.get("epi")
+    return {"schedule": "epi" if epi else "fixed epoch",
+            "prune_after_epoch": summary["training_cost"]["dense_epochs"],
+            "trigger": epi["trigger"] if epi else "",
+            "train_cost_vs_dense": round(summary["training_cost"]["vs_dense"], 3),
+            "test_top1": round(summary["accuracy"]["test"]["top1"], 4),
+            "channels_pruned": round(summary["achieved_sparsity"], 4),
+            "run": short_run_name(summary)}
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    grid = sorted((r["train_cost_vs_dense"], r["test_top1"], r["prune_after_epoch"])
+                  for r in rows if r["schedule"] == "fixed epoch")
+    if grid:
+        xs, ys, epochs = zip(*grid, strict=True)
+        ax.plot(xs, ys, marker="o", label="prune after a fixed epoch (grid)")
+        for x, y, e in grid:
+            ax.annotate(f"epoch {e}", (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+    for r in rows:
+        if r["schedule"] == "epi":
+            ax.scatter([r["train_cost_vs_dense"]], [r["test_top1"]], marker="*", s=200,
+                       color="tab:red", zorder=3,
+                       label=f"EPI (pruned after epoch {r['prune_after_epoch']}, {r['trigger']})")
+    ax.set_xlabel("training cost (MACs, fraction of dense training)")
+    ax.set_ylabel("test accuracy (top-1)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--method", default="magnitude", help="how channels are pruned (hard "
+                   "top-k at the pruning epoch by default, as in the EPI paper)")
+    p.add_argument("--sparsity", type=float, default=0.5)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--out", type=Path, default=Path("results/epi_vs_grid"))
+    p.add_argument("--smoke", action="store_true", help="synthetic data, 4 short epochs")
+    p.add_argument("overrides", nargs="*", help="more prune-train overrides, for every run")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.smoke:
+        args.dataset, args.epochs = "synthetic", 4
+    common = [f"model={args.model}", f"dataset={args.dataset}", f"method={args.method}",
+              "granularity=channel", f"sparsity={args.sparsity}", f"trainer.epochs={args.epochs}",
+              *args.overrides]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    multirun([*common, "schedule=oneshot",
+              "schedule.epoch=" + ",".join(map(str, range(1, args.epochs)))], args.out / "grid")
+    multirun([*common, "schedule=epi"], args.out / "epi")
+    grid = sorted(summaries(args.out / "grid"), key=lambda s: s["training_cost"]["dense_epochs"])
+    rows = [row(s) for s in grid] + [row(s) for s in summaries(args.out / "epi")]
+    markdown = write_tables(rows, args.out / "epi_vs_grid")
+    plot(rows, args.out / "epi_vs_grid.png",
+         f"{args.model} on {args.dataset}, {args.sparsity:.0%} channels: when to prune")
+    print(markdown + f"\nwritten: {args.out}/epi_vs_grid.md, .csv, .png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

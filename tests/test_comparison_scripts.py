@@ -1,0 +1,41 @@
+"""scripts/filter_vs_layer.py and scripts/epi_vs_grid.py end to end, in their smoke mode: real
+`prune-train -m` sweeps on synthetic data, tables and plots written."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from .test_bench import load_bench
+
+pytestmark = pytest.mark.slow
+
+
+def read_csv(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_filter_vs_layer_matches_latencies_and_tabulates(tmp_path):
+    rows = load_bench("filter_vs_layer").main(["--smoke", "--out", str(tmp_path)])
+    layer = [r for r in rows if r["pruning"] == "layer"]
+    filters = [r for r in rows if r["pruning"] == "filter"]
+    assert [r["setting"] for r in layer] == ["-1 blocks", "-3 blocks"]
+    assert 1 <= len(filters) <= 2  # one matched sparsity per layer run (equal ones merge)
+    assert all(0 < r["latency_vs_dense"] < 1.5 and 0 <= r["test_top1"] <= 1 for r in rows)
+    assert read_csv(tmp_path / "filter_vs_layer.csv")[0]["pruning"] == "layer"
+    assert (tmp_path / "filter_vs_layer.png").stat().st_size > 10_000
+    assert "| pruning |" in (tmp_path / "filter_vs_layer.md").read_text()
+
+
+def test_epi_vs_grid_runs_every_fixed_epoch_and_epi(tmp_path):
+    rows = load_bench("epi_vs_grid").main(["--smoke", "--out", str(tmp_path)])
+    grid = [r for r in rows if r["schedule"] == "fixed epoch"]
+    assert [r["prune_after_epoch"] for r in grid] == [1, 2, 3]
+    costs = [r["train_cost_vs_dense"] for r in grid]
+    assert costs == sorted(costs) and all(0 < c < 1 for c in costs)  # later pruning costs more
+    (epi,) = [r for r in rows if r["schedule"] == "epi"]
+    assert 1 <= epi["prune_after_epoch"] <= 3 and epi["trigger"] in ("indicator", "fallback")
+    assert len(read_csv(tmp_path / "epi_vs_grid.csv")) == 4
+    assert (tmp_path / "epi_vs_grid.png").stat().st_size > 10_000

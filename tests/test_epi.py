@@ -1,0 +1,113 @@
+"""EPI (METHODS.md section 4): sub-network similarity, EPI_t and the trigger, by hand; and a run
+that logs EPI every epoch, prunes once at the trigger and reports it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pdprune.errors import ConfigError
+from pdprune.pruning.epi import EarlyPruningIndicator, distance, similarity
+from pdprune.pruning.importance import ImportanceMeter
+from pdprune.run import run
+
+# Kept channels per layer after epochs 1..5 (two layers), converging to (6, 10).
+HISTORY = [[8, 8], [4, 12], [6, 10], [6, 10], [6, 10]]
+# By hand, window r = 2:
+#   EPI_2 = Psi(N2, N1) = 1 - (4/12 + 4/20) / 2                            = 0.733333
+#   EPI_3 = (Psi(N3, N2) + Psi(N3, N1)) / 2
+#         = ((1 - (2/10 + 2/22) / 2) + (1 - (2/14 + 2/18) / 2)) / 2        = 0.863781
+#   EPI_4 = (Psi(N4, N3) + Psi(N4, N2)) / 2 = (1 + 0.854545) / 2           = 0.927273
+#   EPI_5 = (1 + 1) / 2                                                    = 1.0
+EXPECTED = [None, 0.733333, 0.863781, 0.927273, 1.0]
+
+
+def test_distance_and_similarity_by_hand():
+    assert distance(3, 5) == pytest.approx(0.25)
+    assert distance(0, 0) == 0.0
+    assert similarity([3, 4], [5, 4]) == pytest.approx(1 - 0.25 / 2)
+    with pytest.raises(ValueError):
+        similarity([1, 2], [1])
+
+
+def observe_all(tau: float, window: int = 2, patience: int = 2) -> tuple[list, int | None]:
+    indicator = EarlyPruningIndicator(tau=tau, window=window, patience=patience)
+    fired = None
+    for epoch, subnet in enumerate(HISTORY, start=1):
+        indicator.observe(subnet)
+        if fired is None and indicator.fires():
+            fired = epoch
+    return indicator.values, fired
+
+
+def test_epi_values_on_a_hand_made_history():
+    values, _ = observe_all(tau=0.95)
+    assert values[0] is None
+    assert values[1:] == pytest.approx(EXPECTED[1:], abs=1e-6)
+
+
+@pytest.mark.parametrize(("tau", "epoch"), [(0.95, 5), (0.9, 4), (0.7, 3), (1.0, None)])
+def test_trigger_epoch_on_a_hand_made_history(tau, epoch):
+    # fires at the first epoch whose EPI exceeds tau and the previous (up to 2) EPI values;
+    # never at epoch 2, which has no earlier EPI to beat
+    assert observe_all(tau)[1] == epoch
+
+
+def test_a_high_epi_below_an_earlier_one_does_not_fire():
+    indicator = EarlyPruningIndicator(tau=0.5, window=1, patience=2)
+    for subnet in ([8, 8], [8, 8], [7, 9]):  # EPI: -, 1.0, 0.9375
+        indicator.observe(subnet)
+    assert indicator.values[1:] == pytest.approx([1.0, 1 - (1 / 15 + 1 / 17) / 2])
+    assert not indicator.fires()
+
+
+def test_bn_taylor_is_gamma_grad_gamma_plus_beta_grad_beta_averaged_over_batches():
+    bn = torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([2.0, -1.0]))
+        bn.bias.copy_(torch.tensor([0.5, 3.0]))
+    meter = ImportanceMeter({"bn": bn}, "bn_taylor")
+    grads = [(torch.tensor([1.0, 2.0]), torch.tensor([4.0, -1.0])),
+             (torch.tensor([-3.0, 0.0]), torch.tensor([2.0, 1.0]))]
+    for g_gamma, g_beta in grads:
+        bn.weight.grad, bn.bias.grad = g_gamma, g_beta
+        meter.update()
+    # |2*1 + 0.5*4| = 4, |-1*2 + 3*-1| = 5 ; |2*-3 + 0.5*2| = 5, |0 + 3*1| = 3
+    assert meter.scores()["bn"].tolist() == pytest.approx([(4 + 5) / 2, (5 + 3) / 2])
+
+
+EPI_RUN = ("dataset=synthetic", "model=resnet20", "granularity=channel", "schedule=epi",
+           "sparsity=0.5", "trainer.epochs=6", "trainer.progress=false",
+           "granularity.round_to=1")
+
+
+def test_epi_run_logs_every_epoch_and_prunes_once_at_the_trigger(make_cfg, tmp_path):
+    # tau 0.5: the indicator fires at epoch 3, the first epoch it can
+    summary = run(make_cfg(*EPI_RUN, "schedule.tau=0.5", "schedule.max_epoch=5"), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [("epi" in r) for r in records] == [True, True, True, False, False, False]
+    assert records[0]["epi"] is None and records[2]["epi_prune"] == "indicator"
+    pruned = summary["channels"]["expected_pruned"] / summary["channels"]["total"]
+    assert pruned == pytest.approx(0.5, abs=4 / 448)  # every group keeps at least one channel
+    assert [r["target_sparsity"] for r in records] == [0, 0, 0, pruned, pruned, pruned]
+    epi = summary["epi"]
+    assert (epi["trigger_epoch"], epi["trigger"]) == (3, "indicator")
+    assert epi["values"][1:] == [r["epi"] for r in records[1:3]]
+    assert summary["channels"]["pruned"] == summary["channels"]["expected_pruned"]
+    cost = summary["training_cost"]
+    macs = cost["forward_macs_per_epoch"]
+    assert macs[:3] == [summary["flops_dense"]] * 3 and len(set(macs[3:])) == 1
+    assert macs[3] < macs[0] and cost["vs_dense"] == pytest.approx((3 + 3 * macs[3] / macs[0]) / 6)
+
+
+def test_epi_falls_back_to_max_epoch(make_cfg, tmp_path):
+    summary = run(make_cfg(*EPI_RUN, "schedule.tau=0.9999", "schedule.max_epoch=2"), tmp_path)
+    assert (summary["epi"]["trigger_epoch"], summary["epi"]["trigger"]) == (2, "fallback")
+    assert summary["achieved_sparsity"] == pytest.approx(0.5, abs=4 / 448)
+
+
+def test_epi_needs_channels(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="granularity=channel"):
+        run(make_cfg("dataset=synthetic", "schedule=epi", "trainer.epochs=4"), tmp_path)
