@@ -143,3 +143,24 @@ def test_layerprune_config_errors(make_cfg, tmp_path):
         run(make_cfg(*LAYER_RUN, "granularity=channel"), tmp_path)
     with pytest.raises(ConfigError, match="method.criterion"):
         run(make_cfg(*LAYER_RUN, "method.criterion=l3"), tmp_path)
+
+
+def test_vgg_conv_removal_reshapes_the_next_conv(make_cfg):
+    vgg = build_model(make_cfg("model=vgg11_bn").model, (1, 8, 8), 4)
+    blocks = find_blocks(vgg)
+    assert [b.kind for b in blocks] == ["chain_conv"] * 7  # 8 convs, the last one stays
+    assert count_blocks(vgg) == 8
+    # conv 8 (256 <- 128) goes; conv 11 (256 <- 256) is re-shaped to take conv 8's 128 inputs
+    kept = vgg.features[11].weight[:, :128].detach().clone()
+    optimizer = torch.optim.SGD(vgg.parameters(), lr=0.1, momentum=0.9)
+    reshaped = remove_blocks(vgg, ["features.8"])
+    conv = vgg.features[11]
+    assert reshaped == [conv.weight] and conv.weight.shape == (256, 128, 3, 3)
+    assert isinstance(vgg.features[8], torch.nn.Identity) and count_blocks(vgg) == 7
+    assert any(conv.weight is p for p in optimizer.param_groups[0]["params"])  # still trained
+    assert torch.equal(conv.weight.detach(), kept)
+    assert vgg.eval()(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+    scores = block_scores(vgg, find_blocks(vgg),
+                          ImportanceMeter(scored_modules(vgg, find_blocks(vgg), "bn_gamma"),
+                                          "bn_gamma").scores())
+    assert "features.8" not in scores and len(scores) == 6

@@ -8,6 +8,9 @@ A removable block leaves a working network behind when it goes:
   output of a ReLU, so the identity is exact.)
 - a transformer encoder layer (BERT family): dropped from the encoder's layer list, and the
   model config's layer count updated.
+- a conv layer of a plain chain (VGG's `features`, all but the last conv): the conv, its BN
+  and ReLU become identities and the next conv is re-shaped to the removed one's input channels
+  (its filters keep the input channels both have; any others start at zero).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock as TorchvisionBasic
 from torchvision.models.resnet import Bottleneck
+from torchvision.models.vgg import VGG
 
 from ..models.cifar_resnet import BasicBlock as CifarBasic
 from .importance import scored_type
@@ -28,10 +32,17 @@ RESIDUAL_BLOCKS = (TorchvisionBasic, Bottleneck, CifarBasic)
 
 @dataclass
 class Block:
-    """One removable block: `name` in the model, and how it goes (`residual` | `encoder_layer`)."""
+    """One removable block: `name` in the model, and how it goes (`residual` | `encoder_layer` |
+    `chain_conv`). `members`: the modules that make it up, when they are not its submodules."""
 
     name: str
     kind: str
+    members: tuple[str, ...] = ()
+
+    def contains(self, module_name: str) -> bool:
+        if self.members:
+            return module_name in self.members
+        return module_name.startswith(self.name + ".")
 
 
 def _is_shape_preserving(module: nn.Module) -> bool:
@@ -57,7 +68,15 @@ def find_blocks(model: nn.Module) -> list[Block]:
     encoder = _encoder_layers(model)
     if encoder is not None:
         blocks += [Block(f"{encoder[0]}.{i}", "encoder_layer") for i in range(len(encoder[1]))]
+    if isinstance(model, VGG):
+        convs = _chain_convs(model.features)[:-1]  # the last one feeds the classifier
+        blocks += [Block(f"features.{i}", "chain_conv", (f"features.{i}", f"features.{i + 1}"))
+                   for i in convs]
     return blocks
+
+
+def _chain_convs(features: nn.Sequential) -> list[int]:
+    return [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
 
 
 def block_scores(model: nn.Module, blocks: list[Block],
@@ -66,7 +85,7 @@ def block_scores(model: nn.Module, blocks: list[Block],
     to per-output-channel scores; every scored module inside the block counts)."""
     result = {}
     for block in blocks:
-        inside = [s for name, s in filter_scores.items() if name.startswith(block.name + ".")]
+        inside = [s for name, s in filter_scores.items() if block.contains(name)]
         if not inside:
             raise ValueError(f"{block.name}: no scored layer inside the block")
         result[block.name] = float(torch.cat([s.flatten().cpu() for s in inside]).mean())
@@ -76,19 +95,22 @@ def block_scores(model: nn.Module, blocks: list[Block],
 def scored_modules(model: nn.Module, blocks: list[Block], criterion: str) -> dict[str, nn.Module]:
     """The modules inside removable blocks that `criterion` scores."""
     types = scored_type(criterion)
-    prefixes = tuple(block.name + "." for block in blocks)
     return {name: m for name, m in model.named_modules()
-            if isinstance(m, types) and name.startswith(prefixes)}
+            if isinstance(m, types) and any(block.contains(name) for block in blocks)}
 
 
-def remove_blocks(model: nn.Module, names: list[str]) -> None:
-    """Remove the named blocks in place (see the module docstring for how)."""
+def remove_blocks(model: nn.Module, names: list[str]) -> list[nn.Parameter]:
+    """Remove the named blocks in place (see the module docstring for how). Returns the
+    parameters whose shape changed (an optimizer's state for them is stale)."""
     by_kind = {b.name: b.kind for b in find_blocks(model)}
     unknown = [n for n in names if n not in by_kind]
     if unknown:
         raise ValueError(f"not removable blocks: {', '.join(unknown)}")
     dropped_layers = []
-    for name in names:
+    chain = sorted(int(n.rpartition(".")[2]) for n in names if by_kind[n] == "chain_conv")
+    reshaped = [_remove_chain_conv(model.features, index)  # in order: each re-shapes the
+                for index in chain]                          # next conv still there
+    for name in (n for n in names if by_kind[n] != "chain_conv"):
         parent_name, _, key = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         if by_kind[name] == "residual":
@@ -100,6 +122,23 @@ def remove_blocks(model: nn.Module, names: list[str]) -> None:
             dropped_layers.append(int(key))
     if dropped_layers:
         _drop_encoder_layers(model, set(dropped_layers))
+    return reshaped
+
+
+@torch.no_grad()
+def _remove_chain_conv(features: nn.Sequential, index: int) -> nn.Parameter:
+    """Returns the re-shaped weight: the same Parameter (the optimizer holds it), new shape."""
+    removed = features[index]
+    following = next(i for i in _chain_convs(features) if i > index)
+    conv = features[following]
+    weight = conv.weight.new_zeros((conv.out_channels, removed.in_channels, *conv.kernel_size))
+    shared = min(removed.in_channels, conv.in_channels)
+    weight[:, :shared] = conv.weight[:, :shared]
+    conv.weight.data, conv.in_channels = weight, removed.in_channels
+    for i in range(index, following):  # the conv, its BN and ReLU (pools stay)
+        if isinstance(features[i], nn.Conv2d | nn.BatchNorm2d | nn.ReLU):
+            features[i] = nn.Identity()
+    return conv.weight
 
 
 def _drop_encoder_layers(model: nn.Module, indices: set[int]) -> None:
@@ -120,5 +159,6 @@ def count_blocks(model: nn.Module) -> int:
     """Blocks the model has, removable or not: residual blocks, inverted residuals, encoder
     layers (its depth in blocks)."""
     encoder = _encoder_layers(model)
+    chain = len(_chain_convs(model.features)) if isinstance(model, VGG) else 0
     return sum(isinstance(m, RESIDUAL_BLOCKS + (InvertedResidual,)) for m in model.modules()) \
-        + (len(encoder[1]) if encoder else 0)
+        + (len(encoder[1]) if encoder else 0) + chain

@@ -46,8 +46,9 @@ class LayerPruner(LoopHooks):
         self.train_batches, self.importance_batches = train_batches, importance_batches
         self.blocks: list[Block] = find_blocks(model)
         if not self.blocks:
-            raise ConfigError("method", "layerprune", f"{type(model).__name__} has no removable "
-                              "block (residual blocks of unchanged shape, encoder layers)")
+            raise ConfigError("method", "layerprune", f"the model ({type(model).__name__}) has no "
+                              "removable block (residual blocks of unchanged shape, VGG convs, "
+                              "encoder layers)")
         if layers_to_remove is not None and layers_to_remove >= len(self.blocks):
             raise ConfigError("method.layers_to_remove", layers_to_remove, f"the model has "
                               f"{len(self.blocks)} removable blocks; at least one must stay")
@@ -87,22 +88,25 @@ class LayerPruner(LoopHooks):
     def before_step(self, step: int) -> None:
         pass
 
-    def begin_epoch(self, epoch: int) -> None:
+    def begin_epoch(self, epoch: int) -> list[nn.Parameter]:
         """Before the first batch of `epoch` (0-based): the training loader is idle here."""
         if self.removed is None and epoch >= self.schedule.epoch:
-            self.prune()
+            return self.prune()
+        return []
 
-    def prune(self) -> None:
+    def prune(self) -> list[nn.Parameter]:
+        """Score, choose and remove blocks; returns the parameters whose shape changed."""
         self.scores = self._block_scores()
         order = sorted(self.scores, key=lambda name: self.scores[name])  # stable: model order
         if self.layers_to_remove is not None:
             chosen = order[:self.layers_to_remove]
         else:
             chosen = self._within_latency_budget(order)
-        remove_blocks(self.model, chosen)
+        reshaped = remove_blocks(self.model, chosen)
         self.removed = chosen
         log.info("layerprune: removed %d of %d removable blocks (%s): %s", len(chosen),
                  len(self.blocks), self.criterion, ", ".join(chosen) or "none")
+        return reshaped
 
     def _block_scores(self) -> dict[str, float]:
         meter = ImportanceMeter(scored_modules(self.model, self.blocks, self.criterion),

@@ -39,8 +39,10 @@ class LayerResult:
 class LoopHooks:
     """The train loop's per-epoch and per-backward calls; most pruners need none of them."""
 
-    def begin_epoch(self, epoch: int) -> None:
-        """Before the first batch of `epoch` (0-based); the training loader is idle."""
+    def begin_epoch(self, epoch: int) -> list[nn.Parameter]:
+        """Before the first batch of `epoch` (0-based); the training loader is idle. Returns
+        parameters whose shape it changed (layer pruning re-shaping a conv)."""
+        return []
 
     def after_backward(self) -> None:
         """After each backward, before gradient clipping and the optimizer step."""

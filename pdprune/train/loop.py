@@ -58,7 +58,8 @@ class Trainer:
         for epoch in range(self.state.epoch, self.epochs):
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            self.pruner.begin_epoch(epoch)
+            for reshaped in self.pruner.begin_epoch(epoch):
+                self.optimizer.state.pop(reshaped, None)  # momentum of the old shape
             train = self.train_epoch(epoch)
             pruning = self.pruner.end_epoch(epoch + 1)
             self.lr_scheduler.step()
