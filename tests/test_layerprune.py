@@ -164,3 +164,15 @@ def test_vgg_conv_removal_reshapes_the_next_conv(make_cfg):
                           ImportanceMeter(scored_modules(vgg, find_blocks(vgg), "bn_gamma"),
                                           "bn_gamma").scores())
     assert "features.8" not in scores and len(scores) == 6
+
+
+@pytest.mark.slow
+def test_bert_layerprune_run_drops_an_encoder_layer(make_cfg, tmp_path):
+    summary = run(make_cfg("model=bert_tiny", "dataset=rotten_tomatoes", "method=layerprune",
+                           "method.layers_to_remove=1", "experiment=smoke",
+                           "trainer.max_train_batches=5", "trainer.progress=false"), tmp_path)
+    assert (summary["blocks"]["blocks_before"], summary["blocks"]["blocks_after"]) == (2, 1)
+    # 2 layers x 6 linears + pooler + classifier = 14; one layer's 6 linears gone (+ embeddings)
+    program = summary["export"]["program"]
+    assert program["max_abs_diff_vs_model"] <= 1e-5
+    assert program["weight_layers"] == 14 - 6 + 3  # the 3 embedding tables are 2-D weights too
