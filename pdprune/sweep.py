@@ -3,10 +3,13 @@ as tables a person reads (Markdown) and a program reads (CSV)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -42,6 +45,14 @@ def write_tables(rows: list[dict], stem: Path) -> str:
     return markdown
 
 
+def publish(rows: list[dict], stem: Path, draw: Callable[[list[dict], Path], None]) -> list[dict]:
+    """`stem`.md, .csv and .png (drawn by `draw(rows, path)`); prints the Markdown table."""
+    markdown = write_tables(rows, stem)
+    draw(rows, stem.with_suffix(".png"))
+    print(markdown + f"\nwritten: {stem}.md, .csv, .png")
+    return rows
+
+
 def short_run_name(summary: dict) -> str:
     """`sweep/N` for a multirun job folder `.../sweep/N_overrides` (the overrides are columns)."""
     path = Path(summary["run_dir"])
@@ -53,3 +64,36 @@ def cpu_latency_ratio(summary: dict, batch: str = "64") -> tuple[float, float]:
     timing = summary["latency"]["cpu"][batch]
     return timing["exported"]["median_ms"], \
         timing["exported"]["median_ms"] / timing["dense"]["median_ms"]
+
+
+def script_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options every comparison script shares: model, dataset, output folder, smoke mode
+    and free prune-train overrides for every run."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--out", type=Path, default=Path(out))
+    p.add_argument("--smoke", action="store_true", help="synthetic data, a few short epochs")
+    p.add_argument("overrides", nargs="*", help="more prune-train overrides, for every run")
+    return p
+
+
+@contextlib.contextmanager
+def figure(path: Path, *, xlabel: str, ylabel: str, title: str, legend_size: int | None = None):
+    """A matplotlib axes to draw on, labelled, gridded and saved to `path` (PNG) on exit."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        yield ax
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)

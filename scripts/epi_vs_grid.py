@@ -13,11 +13,10 @@ Writes OUT/epi_vs_grid.{md,csv,png}.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from pdprune.sweep import multirun, short_run_name, summaries, write_tables
+from pdprune.sweep import figure, multirun, publish, script_parser, short_run_name, summaries
 
 
 def row(summary: dict) -> dict:
@@ -32,45 +31,29 @@ def row(summary: dict) -> dict:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    grid = sorted((r["train_cost_vs_dense"], r["test_top1"], r["prune_after_epoch"])
-                  for r in rows if r["schedule"] == "fixed epoch")
-    if grid:
-        xs, ys, epochs = zip(*grid, strict=True)
-        ax.plot(xs, ys, marker="o", label="prune after a fixed epoch (grid)")
-        for x, y, e in grid:
-            ax.annotate(f"epoch {e}", (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
-    for r in rows:
-        if r["schedule"] == "epi":
-            ax.scatter([r["train_cost_vs_dense"]], [r["test_top1"]], marker="*", s=200,
-                       color="tab:red", zorder=3,
-                       label=f"EPI (pruned after epoch {r['prune_after_epoch']}, {r['trigger']})")
-    ax.set_xlabel("training cost (MACs, fraction of dense training)")
-    ax.set_ylabel("test accuracy (top-1)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, xlabel="training cost (MACs, fraction of dense training)",
+                ylabel="test accuracy (top-1)", title=title, legend_size=8) as ax:
+        grid = sorted((r["train_cost_vs_dense"], r["test_top1"], r["prune_after_epoch"])
+                      for r in rows if r["schedule"] == "fixed epoch")
+        if grid:
+            xs, ys, _ = zip(*grid, strict=True)
+            ax.plot(xs, ys, marker="o", label="prune after a fixed epoch (grid)")
+            for x, y, e in grid:
+                ax.annotate(f"epoch {e}", (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize=8)
+        for r in rows:
+            if r["schedule"] == "epi":
+                ax.scatter([r["train_cost_vs_dense"]], [r["test_top1"]], marker="*", s=200,
+                           color="tab:red", zorder=3, label=f"EPI (pruned after epoch "
+                           f"{r['prune_after_epoch']}, {r['trigger']})")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--dataset", default="fashion_mnist")
+    p = script_parser(__doc__, "results/epi_vs_grid")
     p.add_argument("--method", default="magnitude", help="how channels are pruned (hard "
                    "top-k at the pruning epoch by default, as in the EPI paper)")
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--out", type=Path, default=Path("results/epi_vs_grid"))
-    p.add_argument("--smoke", action="store_true", help="synthetic data, 4 short epochs")
-    p.add_argument("overrides", nargs="*", help="more prune-train overrides, for every run")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.smoke:
         args.dataset, args.epochs = "synthetic", 4
@@ -84,11 +67,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     multirun([*common, "schedule=epi"], args.out / "epi")
     grid = sorted(summaries(args.out / "grid"), key=lambda s: s["training_cost"]["dense_epochs"])
     rows = [row(s) for s in grid] + [row(s) for s in summaries(args.out / "epi")]
-    markdown = write_tables(rows, args.out / "epi_vs_grid")
-    plot(rows, args.out / "epi_vs_grid.png",
-         f"{args.model} on {args.dataset}, {args.sparsity:.0%} channels: when to prune")
-    print(markdown + f"\nwritten: {args.out}/epi_vs_grid.md, .csv, .png")
-    return rows
+    title = f"{args.model} on {args.dataset}, {args.sparsity:.0%} channels: when to prune"
+    return publish(rows, args.out / "epi_vs_grid", lambda r, path: plot(r, path, title))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes OUT/filter_vs_layer.{md,csv,png}: accuracy against measured latency for b
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from pathlib import Path
@@ -30,7 +29,15 @@ from pdprune.export.compact import compact_model
 from pdprune.export.latency import compare_latency
 from pdprune.models import build_model
 from pdprune.pruning import build_pruner
-from pdprune.sweep import cpu_latency_ratio, multirun, short_run_name, summaries, write_tables
+from pdprune.sweep import (
+    cpu_latency_ratio,
+    figure,
+    multirun,
+    publish,
+    script_parser,
+    short_run_name,
+    summaries,
+)
 
 LATENCY_BATCH = 64
 GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
@@ -80,40 +87,25 @@ def row(kind: str, setting: str, summary: dict) -> dict:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, marker in (("layer", "o"), ("filter", "s")):
-        points = sorted((r["latency_vs_dense"], r["test_top1"], r["setting"]) for r in rows
-                        if r["pruning"] == kind)
-        if points:
-            xs, ys, labels = zip(*points, strict=True)
-            ax.plot(xs, ys, marker=marker, label=f"{kind} pruning")
-            for x, y, label in points:
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel(f"CPU latency vs unpruned model (batch {LATENCY_BATCH}, median)")
-    ax.set_ylabel("test accuracy (top-1)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, xlabel=f"CPU latency vs unpruned model (batch {LATENCY_BATCH}, median)",
+                ylabel="test accuracy (top-1)", title=title) as ax:
+        for kind, marker in (("layer", "o"), ("filter", "s")):
+            points = sorted((r["latency_vs_dense"], r["test_top1"], r["setting"]) for r in rows
+                            if r["pruning"] == kind)
+            if points:
+                xs, ys, _ = zip(*points, strict=True)
+                ax.plot(xs, ys, marker=marker, label=f"{kind} pruning")
+                for x, y, label in points:
+                    ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4),
+                                fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--dataset", default="fashion_mnist")
+    p = script_parser(__doc__, "results/filter_vs_layer")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6],
                    help="blocks to remove, one layer-pruning run each")
-    p.add_argument("--out", type=Path, default=Path("results/filter_vs_layer"))
     p.add_argument("--repeats", type=int, default=20, help="timed runs per latency measurement")
-    p.add_argument("--smoke", action="store_true", help="synthetic data, 2 short epochs")
-    p.add_argument("overrides", nargs="*", help="more prune-train overrides, for every run")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.smoke:
         args.dataset, args.epochs, args.layers, args.repeats = "synthetic", 2, [1, 3], 3
@@ -138,11 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     rows = [row("layer", f"-{len(s['blocks']['removed'])} blocks", s) for s in layer_runs]
     rows += [row("filter", f"{s['target_sparsity']:.3f} channels", s) for s in filter_runs]
-    markdown = write_tables(rows, args.out / "filter_vs_layer")
-    plot(rows, args.out / "filter_vs_layer.png",
-         f"{args.model} on {args.dataset}: filter vs layer pruning")
-    print(markdown + f"\nwritten: {args.out}/filter_vs_layer.md, .csv, .png")
-    return rows
+    title = f"{args.model} on {args.dataset}: filter vs layer pruning"
+    return publish(rows, args.out / "filter_vs_layer", lambda r, path: plot(r, path, title))
 
 
 if __name__ == "__main__":
