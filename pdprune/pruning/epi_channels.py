@@ -3,8 +3,9 @@
 During each dense epoch the chosen criterion is accumulated over the training steps (gradient
 criteria) or read at the epoch's end (weight / BN-scale criteria). At the epoch's end the
 channels of all groups are ranked together and the kept count per group at the target is the
-sub-network N_t (a group's channel scores are the sums over its members of the scored type:
-the BNs for bn_* criteria, the convs / linears otherwise).
+sub-network N_t. A group's channel score is the mean over its members of the scored type (the
+BNs for bn_* criteria, the convs / linears otherwise): (choice) a sum would favour the channels
+of a residual stage, which a dozen BNs share, over a block's inner channels, which one BN has.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class EPIWatch:
             total = torch.zeros(group.channels)
             for name, gather in members:
                 total.index_add_(0, gather.cpu(), scores[name].detach().float().cpu())
-            result.append(total)
+            result.append(total / len(members))
         return result
 
     def subnet(self) -> list[int]:
