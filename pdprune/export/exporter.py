@@ -16,7 +16,7 @@ from ..pruning import LayerPruner
 from .compact import compact_model
 from .cost import layer_macs, parameter_counts
 from .latency import latency_table
-from .portable import save_onnx, save_program
+from .portable import save_and_reload_program, save_onnx, save_program
 from .semi_structured import sparse_kernel_report
 
 
@@ -77,10 +77,9 @@ def weight_layers(state: dict[str, torch.Tensor]) -> int:
 def save_shallower(model: nn.Module, batch: torch.Tensor, path: Path) -> dict:
     """The layer-pruned model as a torch.export program (loads without pdprune), checked on
     reload; and how many conv / linear layers the saved file holds."""
-    difference = save_program(model, batch, path)
-    saved = torch.export.load(str(path)).module().state_dict()
+    reloaded, difference = save_and_reload_program(model, batch, path)
     return {"file": path.name, "max_abs_diff_vs_model": difference,
-            "weight_layers": weight_layers(saved)}
+            "weight_layers": weight_layers(reloaded.state_dict())}
 
 
 def export_latency(dense: nn.Module, exported: nn.Module, batch: torch.Tensor,

@@ -27,11 +27,18 @@ def save_program(model: nn.Module, batch: torch.Tensor, path: Path) -> float:
     the max abs difference of its outputs from the model's on `batch`.
     Load with: torch.export.load(path).module()(x). Exported from a CPU copy, so the file
     loads on any machine; `.to("cuda")` moves it."""
+    return save_and_reload_program(model, batch, path)[1]
+
+
+@torch.no_grad()
+def save_and_reload_program(model: nn.Module, batch: torch.Tensor,
+                            path: Path) -> tuple[nn.Module, float]:
+    """save_program, also returning the module reloaded from the file."""
     model, batch = copy.deepcopy(model).eval().cpu(), batch.cpu().float()
     program = torch.export.export(model, (batch,), dynamic_shapes=_batch_dim())
     torch.export.save(program, str(path))
     reloaded = torch.export.load(str(path)).module()
-    return float((reloaded(batch) - model(batch)).abs().max())
+    return reloaded, float((reloaded(batch) - model(batch)).abs().max())
 
 
 @contextlib.contextmanager

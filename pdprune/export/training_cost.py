@@ -28,7 +28,8 @@ def forward_macs_per_epoch(build_dense: Callable[[], nn.Module], input_shape: tu
         if key not in measured:
             model = build_dense().cpu().eval()
             pruned = {g.root: torch.arange(c) for g, c in zip(groups, counts, strict=True) if c}
-            model = remove_channels(model, example, pruned)
+            if pruned:  # a dense epoch needs no dependency graph
+                model = remove_channels(model, example, pruned)
             measured[key] = sum(d for d, _ in layer_macs(model, input_shape,
                                                          torch.device("cpu")).values())
     return [measured[tuple(c)] for c in epoch_counts]

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
+from tqdm.auto import tqdm
 
 CRITERIA = ("l1", "l2", "taylor", "bn_gamma", "bn_taylor")
 GRADIENT_CRITERIA = ("taylor", "bn_taylor")
@@ -116,7 +117,8 @@ def accumulate(meter: ImportanceMeter, model: nn.Module, batches: Iterable,
     was_training = model.training
     model.eval()
     try:
-        for x, y in batches:
+        for x, y in tqdm(batches, desc="importance pass", unit="batch", leave=False,
+                         disable=None):  # shown on a terminal only
             model.zero_grad(set_to_none=True)
             x, y = x.to(device), y.to(device)
             F.cross_entropy(model(x).float(), y).backward()
