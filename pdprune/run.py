@@ -13,12 +13,24 @@ from omegaconf import DictConfig, OmegaConf
 from .config.validate import validate
 from .data import build_data
 from .data.bundle import FirstBatches
+from .distributed import (
+    SINGLE,
+    RankSlice,
+    World,
+    from_main,
+    max_difference_across_ranks,
+    start,
+    world_from_env,
+)
+from .distributed import backend as dist_backend
 from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
 from .export.exporter import export_latency, export_run, save_weights
 from .export.training_cost import forward_macs_per_epoch, training_cost
 from .models import build_model
 from .models.text_names import TEXT_MODELS
+from .models.width_match import matched_width
 from .pruning import ChannelPruner, LayerPruner, NoPruning, build_pruner
+from .pruning.targets import select_targets
 from .train import (
     Trainer,
     build_lr_scheduler,
@@ -33,9 +45,12 @@ from .train.distill import WEIGHTS, Distiller, prepare_teacher
 log = logging.getLogger("pdprune")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, world: World = SINGLE) -> torch.device:
+    """auto: CUDA when present; with several ranks each takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and world.active:
+        name = f"cuda:{world.local_rank}"
     return torch.device(name)
 
 
@@ -58,9 +73,9 @@ def default_labels(cfg: DictConfig) -> dict[str, str]:
             "granularity": cfg.granularity.name, "schedule": cfg.schedule.name}
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
+def build_trainer(cfg: DictConfig, run_dir: Path, world: World = SINGLE) -> Trainer:
     """Everything the loop needs, built in a fixed order so a seed fixes the whole run."""
-    device = resolve_device(cfg.trainer.device)
+    device = resolve_device(cfg.trainer.device, world)
     if device.type == "cuda" and not torch.cuda.is_available():
         from .errors import ConfigError
         raise ConfigError("trainer.device", cfg.trainer.device, "CUDA is not available here")
@@ -68,13 +83,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     data = build_data(cfg.dataset, cfg.seed, device, cfg.model)
     if cfg.trainer.max_train_batches:
         data.train = FirstBatches(data.train, cfg.trainer.max_train_batches)
+    if world.active:  # every rank walks the global batches and trains on its slice
+        data.train = RankSlice(data.train, world)
+    if cfg.model.get("match_nonzeros") is not None:
+        narrow_to_match(cfg, data)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     distiller = None
     if cfg.trainer.distill.enabled:
         teacher = prepare_teacher(
             cfg, run_dir, build=lambda: build_model(cfg.model, data.input_shape,
                                                     data.num_classes).to(device),
-            fine_tune=lambda dense, folder: fine_tune_teacher(cfg, dense, data, device, folder))
+            fine_tune=lambda dense, folder: fine_tune_teacher(cfg, dense, data, device, folder,
+                                                              world))
         if cfg.trainer.distill.student_from_teacher:
             model.load_state_dict(teacher.state_dict())
         distiller = Distiller(teacher, cfg.trainer.distill.temperature,
@@ -82,11 +102,26 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train),
                           input_shape=data.input_shape, train_batches=lambda: one_pass(data.train))
     return make_trainer(cfg, model, data, pruner, device, run_dir, cfg.trainer.epochs,
-                        distiller)
+                        distiller, world)
+
+
+def narrow_to_match(cfg: DictConfig, data) -> None:
+    """model.match_nonzeros=S: replace model.width by the width whose dense model has as many
+    parameters as the model at model.width has non-zeros at sparsity S (then every later
+    build_model, checkpoint and summary sees the narrow width)."""
+    wide = cfg.model.width
+    width, params, target = matched_width(
+        cfg.model, lambda c: build_model(c, data.input_shape, data.num_classes),
+        lambda model: [m for _, m in select_targets(model, cfg.method.targets)],
+        cfg.model.match_nonzeros)
+    cfg.model.width = width
+    log.info("model.width %.3g -> %.4g: %d parameters, the non-zeros of width %.3g at sparsity "
+             "%.3g: %d", wide, width, params, wide, cfg.model.match_nonzeros, target)
 
 
 def make_trainer(cfg: DictConfig, model, data, pruner, device: torch.device, run_dir: Path,
-                 epochs: int, distiller: Distiller | None = None) -> Trainer:
+                 epochs: int, distiller: Distiller | None = None,
+                 world: World = SINGLE) -> Trainer:
     optimizer = build_optimizer(cfg.optim, model)
     lr_scheduler = build_lr_scheduler(cfg.optim, optimizer, epochs)
     return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=epochs,
@@ -97,20 +132,22 @@ def make_trainer(cfg: DictConfig, model, data, pruner, device: torch.device, run
                    config=OmegaConf.to_container(cfg, resolve=True),
                    channels_last=device.type == "cuda" if cfg.trainer.channels_last is None
                    else cfg.trainer.channels_last,
-                   compile_model=cfg.trainer.compile, distiller=distiller)
+                   compile_model=cfg.trainer.compile, distiller=distiller, world=world)
 
 
-def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder: Path) -> None:
+def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder: Path,
+                      world: World = SINGLE) -> None:
     """Dense fine-tuning of the distillation teacher, for distill.teacher_epochs, into `folder`
     (its metrics.jsonl, checkpoint and model.safetensors)."""
     folder.mkdir(parents=True, exist_ok=True)
     pruner = NoPruning(model, [])
     trainer = make_trainer(cfg, model, data, pruner, device, folder,
-                           cfg.trainer.distill.teacher_epochs)
+                           cfg.trainer.distill.teacher_epochs, world=world)
     trainer.fit()
     val = evaluate(model, data.val, device, trainer.amp_dtype)
     log.info("distillation: dense teacher val top1 %.4f", val["top1"])
-    save_weights(model, folder / WEIGHTS)
+    if world.is_main:
+        save_weights(model, folder / WEIGHTS)
 
 
 def one_pass(loader):
@@ -155,8 +192,14 @@ def channel_training_cost(cfg: DictConfig, pruner: ChannelPruner, data, summary:
 def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:
     """Train, prune, evaluate and export one configuration into run_dir; returns the summary."""
     validate(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, run_dir)
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    world = world_from_env()
+    start(world, resolve_device(cfg.trainer.device, world))
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = from_main(run_dir)  # Hydra named it from the clock on each rank: rank 0's wins
+    trainer = build_trainer(cfg, run_dir, world)
     if cfg.trainer.resume:
         path = resolve_checkpoint(cfg.trainer.resume)
         payload = load_checkpoint(path)
@@ -170,6 +213,12 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     state = trainer.fit()
 
     layers = pruner.finalize()
+    if world.active:  # identical on every rank, or the run is wrong: measure, then rank 0 goes on
+        difference = max_difference_across_ranks(model)
+        if not world.is_main:
+            return {}
+        log.info("data-parallel: %d ranks, weights and masks differ by at most %.3g across ranks",
+                 world.size, difference)
     accuracy = {split: evaluate(model, loader, trainer.device, trainer.amp_dtype)
                 for split, loader in (("val", data.val), ("test", data.test))}
     pattern = (cfg.granularity.n, cfg.granularity.m) if cfg.granularity.name == "nm" else None
@@ -190,6 +239,12 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
         num_classes=data.num_classes, latency=latency, export=export_info,
         channels=pruner.channel_summary() if hasattr(pruner, "channel_summary") else None,
         blocks=pruner.layer_summary() if isinstance(pruner, LayerPruner) else None)
+    if world.active:
+        summary["distributed"] = {"world_size": world.size, "backend": dist_backend(),
+                                  "max_difference_across_ranks": difference,
+                                  "global_batch_size": cfg.dataset.batch_size}
+    if cfg.model.get("match_nonzeros") is not None:
+        summary["model_width"] = cfg.model.width
     if isinstance(pruner, ChannelPruner):
         summary["training_cost"] = channel_training_cost(cfg, pruner, data, summary)
         if pruner.epi is not None:

@@ -33,7 +33,7 @@ def write_tables(rows: list[dict], stem: Path) -> str:
     if not rows:
         raise ValueError("no rows")
     columns = list(rows[0])
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    cell = lambda v: f"{v:.4f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
     markdown = "\n".join(lines) + "\n"
@@ -79,7 +79,8 @@ def script_parser(doc: str, out: str) -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def figure(path: Path, *, xlabel: str, ylabel: str, title: str, legend_size: int | None = None):
+def figure(path: Path, *, xlabel: str, ylabel: str, title: str, legend_size: int | None = None,
+           legend: bool = True):
     """A matplotlib axes to draw on, labelled, gridded and saved to `path` (PNG) on exit."""
     import matplotlib
     matplotlib.use("Agg")
@@ -92,7 +93,8 @@ def figure(path: Path, *, xlabel: str, ylabel: str, title: str, legend_size: int
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=legend_size)
+        if legend:
+            ax.legend(fontsize=legend_size)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
     finally:

@@ -81,3 +81,17 @@ def check_resume(make_cfg, tmp_path, monkeypatch, overrides: list[str]) -> None:
     assert metrics(whole) == metrics(killed)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (whole, killed))
     assert sa["accuracy"] == sb["accuracy"] and sa["layers"] == sb["layers"]
+
+
+def test_resume_accepts_the_width_that_match_nonzeros_derived():
+    from pdprune.errors import ConfigError
+    from pdprune.train.checkpoint import check_same_run
+
+    saved = {"model": {"width": 0.42, "match_nonzeros": 0.9}, "sparsity": 0.9}
+    composed = {"model": {"width": 2.0, "match_nonzeros": 0.9}, "sparsity": 0.9}
+    check_same_run(saved, composed)  # the width is computed again from the same cause
+    with pytest.raises(ConfigError, match="model.match_nonzeros"):
+        check_same_run(saved, {"model": {"width": 2.0, "match_nonzeros": 0.5}, "sparsity": 0.9})
+    with pytest.raises(ConfigError, match="model.width"):
+        check_same_run({"model": {"width": 0.42, "match_nonzeros": None}, "sparsity": 0.9},
+                       {"model": {"width": 2.0, "match_nonzeros": None}, "sparsity": 0.9})

@@ -19,7 +19,9 @@ def describe(exc: Exception) -> str:
         option = missing.group(1) if missing else str(exc.missing_cfg_file)
         group, _, name = option.rpartition("/")
         choices = ", ".join(o for o in exc.options if o != "schema")
-        return f"{group}={name}: no such option (choose from {choices})"
+        hint = ("; the joblib and submitit launchers are an optional extra: "
+                'pip install -e ".[sweeps]"') if group == "hydra/launcher" else ""
+        return f"{group}={name}: no such option (choose from {choices}){hint}"
     if isinstance(exc, OverrideParseException):
         return f"{exc.override}: cannot parse this override ({_first_line(exc.message)})"
     cause = exc.__cause__
@@ -30,6 +32,10 @@ def describe(exc: Exception) -> str:
         merged = re.search(r"override (\S+)", str(exc))
         shown = merged.group(1) if merged and merged.group(1).startswith(key) else key
         return f"{shown}: {_first_line(cause.msg)}"
+    full_key = re.search(r"full_key: (\S+)", str(exc))
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if full_key and len(lines) > 1:  # raised inside a config file (e.g. an experiment=)
+        return f"{full_key.group(1)}: {lines[1]} ({lines[0].split(':')[0]})"
     could_not = re.search(r"Could not override '([^']+)'", str(exc))
     if could_not:
         return f"{could_not.group(1)}: no such key (add a new key with +{could_not.group(1)}=...)"

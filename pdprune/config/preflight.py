@@ -23,12 +23,15 @@ INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "resolve"
 
 
 def job_overrides(argv: list[str]) -> list[list[str]] | None:
-    """The override list of every job `argv` would run; None for Hydra's informational flags."""
+    """The override list of every job `argv` would run (a sweep's: the command line's and
+    those of `hydra.sweeper.params`, e.g. from an experiment=); None for Hydra's informational
+    flags. Call inside an initialised Hydra config dir."""
     args = get_args_parser().parse_args(argv)
     if any(getattr(args, flag, None) for flag in INFO_FLAGS):
         return None
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        parsed = parser.parse_overrides(args.overrides)
     except HydraException as exc:
         raise PdpruneError(describe(exc)) from None
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
@@ -36,29 +39,37 @@ def job_overrides(argv: list[str]) -> list[list[str]] | None:
         if sweeps:
             raise PdpruneError(f"{sweeps[0]}: a sweep needs --multirun (-m)")
         return [args.overrides]
+    first = [o.input_line for o in parsed if not o.is_sweep_override()]
+    params = _compose(first, hydra=True).hydra.sweeper.get("params") or {}
+    try:  # as Hydra's BasicSweeper does: the recipe's sweep first, the command line wins
+        parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()]) + parsed
+    except HydraException as exc:
+        raise PdpruneError(f"hydra.sweeper.params: {describe(exc)}") from None
     return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+
+
+def _compose(overrides: list[str], hydra: bool = False):
+    try:
+        return compose("train", overrides=overrides, return_hydra_config=hydra)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise PdpruneError(describe(exc)) from None
 
 
 def check(argv: list[str]) -> int:
     """Compose and validate each job; raise PdpruneError (one line) on the first bad one.
     Returns the number of jobs checked."""
-    jobs = job_overrides(argv)
-    if jobs is None:
-        return 0
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3",
                                job_name="prune-train"):
-        for overrides in jobs:
-            try:
-                cfg = compose("train", overrides=overrides)
-            except (HydraException, OmegaConfBaseException) as exc:
-                raise PdpruneError(describe(exc)) from None
+        jobs = job_overrides(argv)
+        for overrides in jobs or []:
+            cfg = _compose(overrides)
             try:
                 validate(cfg)
                 if cfg.trainer.resume:
                     _check_resumable(cfg)
             except OmegaConfBaseException as exc:  # e.g. an interpolation that cannot resolve
                 raise PdpruneError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
-    return len(jobs)
+    return len(jobs or [])
 
 
 def _check_resumable(cfg) -> None:

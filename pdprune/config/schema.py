@@ -22,6 +22,9 @@ class MLPConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     width: float = 1.0  # multiplies every hidden size (large-sparse vs small-dense studies)
+    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
+    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
+    match_nonzeros: Optional[float] = None
     checkpoint: Optional[str] = None  # local weights to start from (state_dict / safetensors)
 
 
@@ -29,6 +32,9 @@ class MLPConfig:
 class LeNetConfig:
     name: str = "lenet"
     width: float = 1.0  # multiplies every channel and hidden size
+    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
+    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
+    match_nonzeros: Optional[float] = None
     checkpoint: Optional[str] = None
 
 
@@ -47,6 +53,9 @@ class MobileNetV1Config:
     name: str = "mobilenet_v1"
     width: float = 1.0  # the standard width multiplier (alpha)
     small_input: Optional[bool] = None
+    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
+    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
+    match_nonzeros: Optional[float] = None
     checkpoint: Optional[str] = None
 
 
@@ -56,6 +65,9 @@ class CifarResNetConfig:
 
     name: str = "resnet20"
     width: float = 1.0  # multiplies the 16/32/64 stage widths
+    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
+    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
+    match_nonzeros: Optional[float] = None
     checkpoint: Optional[str] = None
 
 
@@ -360,6 +372,9 @@ class TrainerConfig:
     channels_last: Optional[bool] = None  # null: on CUDA only (where convs are faster so)
     resume: Optional[str] = None  # a run folder (or its checkpoints/last.pt) to continue
     progress: bool = True  # tqdm bars (shown only on a terminal)
+    # CPU threads for torch; null: torch's default (all cores). Parallel CPU sweeps
+    # (hydra/launcher=cpu_parallel) want cores / n_jobs, or jobs fight over the cores
+    threads: Optional[int] = None
     max_train_batches: Optional[int] = None  # per epoch (quick runs, CI); null: all of them
     distill: DistillConfig = field(default_factory=DistillConfig)
 

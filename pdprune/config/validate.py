@@ -31,6 +31,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.amp not in AMP_MODES:
         raise ConfigError("trainer.amp", cfg.trainer.amp, f"must be one of {', '.join(AMP_MODES)}")
     _check_device(cfg.trainer.device)
+    if cfg.trainer.threads is not None and cfg.trainer.threads <= 0:
+        raise ConfigError("trainer.threads", cfg.trainer.threads, "must be a positive count")
     if cfg.optim.lr <= 0:
         raise ConfigError("optim.lr", cfg.optim.lr, "must be positive")
     if cfg.optim.lr_schedule not in LR_SCHEDULES:
@@ -117,6 +119,9 @@ def _check_model(model: DictConfig) -> None:
     checkpoint = model.get("checkpoint")
     if checkpoint and not Path(checkpoint).expanduser().is_file():
         raise ConfigError("model.checkpoint", checkpoint, "no such file")
+    match = model.get("match_nonzeros")
+    if match is not None and not 0.0 < match < 1.0:
+        raise ConfigError("model.match_nonzeros", match, "must be a sparsity in (0, 1)")
 
 
 def _check_device(device: str) -> None:

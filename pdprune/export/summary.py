@@ -184,6 +184,14 @@ def format_summary(summary: dict) -> str:
         *_epi_lines(summary),
         *_kernel_lines(summary),
         *format_latency(summary.get("latency", {})),
-        f"time      {summary['train_time_s']:.1f} s training, {summary['epochs']} epochs",
+        f"time      {summary['train_time_s']:.1f} s training, {summary['epochs']} epochs"
+        + _parallel_note(summary.get("distributed")),
         f"run       {summary['run_dir']}",
     ])
+
+
+def _parallel_note(distributed: dict | None) -> str:
+    if not distributed:
+        return ""
+    return (f" on {distributed['world_size']} data-parallel ranks ({distributed['backend']}; "
+            f"ranks differ by {distributed['max_difference_across_ranks']:.3g})")

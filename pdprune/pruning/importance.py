@@ -26,6 +26,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from ..distributed import mean_across_ranks
+
 CRITERIA = ("l1", "l2", "taylor", "bn_gamma", "bn_taylor")
 GRADIENT_CRITERIA = ("taylor", "bn_taylor")
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -98,6 +100,11 @@ class ImportanceMeter:
             self.sums[name] = scores if name not in self.sums else self.sums[name] + scores
         self.batches += int(seen)
 
+    def average_across_ranks(self) -> None:
+        """Data-parallel runs: every rank scored its own slice of the data; all take the mean."""
+        for total in self.sums.values():
+            mean_across_ranks(total)
+
     def reset(self) -> None:
         self.sums, self.batches = {}, 0
 
@@ -123,6 +130,7 @@ def accumulate(meter: ImportanceMeter, model: nn.Module, batches: Iterable,
             x, y = x.to(device), y.to(device)
             F.cross_entropy(model(x).float(), y).backward()
             meter.update()
+        meter.average_across_ranks()
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator
 import torch
 from torch import nn
 
+from ..distributed import from_main
 from ..errors import ConfigError
 from ..export.latency import compare_latency
 from .blocks import Block, block_scores, count_blocks, find_blocks, remove_blocks, scored_modules
@@ -102,6 +103,7 @@ class LayerPruner(LoopHooks):
             chosen = order[:self.layers_to_remove]
         else:
             chosen = self._within_latency_budget(order)
+        chosen = from_main(chosen)  # one decision for all ranks (timings differ per process)
         reshaped = remove_blocks(self.model, chosen)
         self.removed = chosen
         log.info("layerprune: removed %d of %d removable blocks (%s): %s", len(chosen),

@@ -51,7 +51,7 @@ def resolve_checkpoint(resume: str) -> Path:
     return path
 
 
-RESUME_MAY_CHANGE = ("trainer.resume", "trainer.progress", "trainer.device")
+RESUME_MAY_CHANGE = ("trainer.resume", "trainer.progress", "trainer.device", "trainer.threads")
 
 
 def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
@@ -67,8 +67,10 @@ def check_same_run(saved: dict, current: dict) -> None:
     """A resumed run keeps the config it started with: name the first key that differs,
     shallowest first (so `sparsity`, not the `schedule.target` that interpolates it)."""
     old, new = _flatten(saved), _flatten(current)
+    # model.match_nonzeros derives the width when the run starts: compare the cause only
+    derived = {"model.width"} if old.get("model.match_nonzeros") is not None else set()
     for key in sorted(old.keys() | new.keys(), key=lambda k: (k.count("."), k)):
-        if key in RESUME_MAY_CHANGE or old.get(key) == new.get(key):
+        if key in RESUME_MAY_CHANGE or key in derived or old.get(key) == new.get(key):
             continue
         raise ConfigError(key, new.get(key), f"differs from the run being resumed "
                           f"({old.get(key)}); a resumed run keeps its config")

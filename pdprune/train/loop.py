@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.bundle import DataBundle
+from ..distributed import SINGLE, World, data_parallel, global_mean_scale
 from .checkpoint import CHECKPOINT, restore_rng_states, rng_states, save_checkpoint
 from .distill import Distiller
 from .evaluate import autocast, evaluate
@@ -35,31 +36,44 @@ class Trainer:
                  label_smoothing: float = 0.0, grad_clip_norm: float | None = None,
                  progress: bool = True, config: dict | None = None,
                  channels_last: bool = False, compile_model: bool = False,
-                 distiller: Distiller | None = None):
+                 distiller: Distiller | None = None, world: World = SINGLE):
         self.model, self.data, self.pruner = model, data, pruner
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
         self.run_dir, self.label_smoothing, self.progress = run_dir, label_smoothing, progress
         self.grad_clip_norm = grad_clip_norm
         self.distiller = distiller  # None: the loss is plain cross-entropy
+        self.world = world  # one of several data-parallel ranks: only rank 0 writes
         self.config = config or {}  # the resolved run config, saved with every checkpoint
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             model.to(memory_format=torch.channels_last)
         # what runs the forward; state_dicts always come from the plain model
-        self.forward = torch.compile(model) if compile_model else model
+        self.compile_model = compile_model
+        self.forward = torch.compile(model) if compile_model else model  # evaluation
+        self.train_forward = self._parallel(model)  # training: under DDP with several ranks
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.state = TrainState()
+
+    def _parallel(self, model: nn.Module) -> nn.Module:
+        if not self.world.active:
+            return self.forward
+        wrapped = data_parallel(model, self.device)
+        return torch.compile(wrapped) if self.compile_model else wrapped
 
     # ------------------------------------------------------------------ training
 
     def fit(self) -> TrainState:
-        self.metrics.truncate(self.state.epoch)
+        if self.world.is_main:
+            self.metrics.truncate(self.state.epoch)
         for epoch in range(self.state.epoch, self.epochs):
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            for reshaped in self.pruner.begin_epoch(epoch):
-                self.optimizer.state.pop(reshaped, None)  # momentum of the old shape
+            reshaped = self.pruner.begin_epoch(epoch)
+            for param in reshaped:
+                self.optimizer.state.pop(param, None)  # momentum of the old shape
+            if reshaped and self.world.active:  # DDP's buckets hold the old parameters
+                self.train_forward = self._parallel(self.model)
             train = self.train_epoch(epoch)
             pruning = self.pruner.end_epoch(epoch + 1)
             self.lr_scheduler.step()
@@ -75,7 +89,8 @@ class Trainer:
                 **pruning,
                 "epoch_time_s": round(time.perf_counter() - started, 3),
             }
-            self.metrics.append(record)
+            if self.world.is_main:
+                self.metrics.append(record)
             log.info("epoch %d/%d  loss %.4f  val top1 %.4f  sparsity %.3f (target %.3f)  %.1fs%s",
                      epoch + 1, self.epochs, train["loss"], val["top1"],
                      record["achieved_sparsity"], record["target_sparsity"],
@@ -89,7 +104,8 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         bar = tqdm(self.data.train, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
-                   leave=False, dynamic_ncols=True, disable=None if self.progress else True)
+                   leave=False, dynamic_ncols=True,
+                   disable=None if self.progress and self.world.is_main else True)
         for x, y in bar:
             x, y = self.to_device(x, y)
             loss, logits = self.train_step(x, y)
@@ -110,13 +126,15 @@ class Trainer:
         Returns the detached loss and logits."""
         self.pruner.before_step(self.state.step)
         with autocast(self.device, self.amp_dtype):
-            logits = self.forward(x)
+            logits = self.train_forward(x)
             if self.distiller is not None:
                 loss = self.distiller.loss(x, logits, y, self.label_smoothing)
         if self.distiller is None:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # several ranks: each weights its slice so DDP's average is the global batch's mean
+        scale = global_mean_scale(len(y), self.device) if self.world.active else 1.0
+        (loss * scale if scale != 1.0 else loss).backward()
         self.pruner.after_backward()
         if self.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
@@ -127,6 +145,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> None:
+        if not self.world.is_main:
+            return
         save_checkpoint(self.run_dir / CHECKPOINT, {
             "state": vars(self.state).copy(),
             "model": self.model.state_dict(),
