@@ -107,7 +107,7 @@ def row(run: Run, root: Path) -> dict:
         "cpu_latency_vs_dense": ratio,  # exported / dense median, at the largest batch timed
         "train_time_s": s.get("train_time_s", ""),
         "epochs": s.get("epochs", run.epochs_done),
-        "note": _first_line(run.error) if run.error else
+        "note": _error_line(run.error) if run.error else
         "" if run.summary else f"{run.epochs_done} epochs done, no summary",
     }
 
@@ -124,7 +124,8 @@ def _short_name(folder: Path, root: Path) -> str:
     return str(relative)
 
 
-def _first_line(text: str) -> str:
+def _error_line(text: str) -> str:
+    """The line that says what went wrong: a traceback's last, else the first."""
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines and lines[0].startswith("Traceback") else (lines or [""])[0]
 
