@@ -81,14 +81,15 @@ def mean_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def global_mean_scale(local_count: int, device: torch.device) -> float:
+def global_mean_scale(local_count: int, device: torch.device) -> torch.Tensor | float:
     """The factor that turns this rank's mean loss into its share of the global batch's mean:
-    DDP averages gradients over ranks, so rank r's loss is weighted n_r * world / n."""
+    DDP averages gradients over ranks, so rank r's loss is weighted n_r * world / n. A tensor
+    on `device` (no host synchronisation in the step); 1.0 in one process."""
     if not running():
         return 1.0
-    counts = torch.tensor([float(local_count)], device=device)
-    dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-    return local_count * dist.get_world_size() / counts.item()
+    total = torch.tensor(float(local_count), device=device)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return local_count * dist.get_world_size() / total
 
 
 class RankSlice:

@@ -32,9 +32,7 @@ class MLPConfig:
 class LeNetConfig:
     name: str = "lenet"
     width: float = 1.0  # multiplies every channel and hidden size
-    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
-    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
-    match_nonzeros: Optional[float] = None
+    match_nonzeros: Optional[float] = None  # as MLPConfig's
     checkpoint: Optional[str] = None
 
 
@@ -53,9 +51,7 @@ class MobileNetV1Config:
     name: str = "mobilenet_v1"
     width: float = 1.0  # the standard width multiplier (alpha)
     small_input: Optional[bool] = None
-    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
-    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
-    match_nonzeros: Optional[float] = None
+    match_nonzeros: Optional[float] = None  # as MLPConfig's
     checkpoint: Optional[str] = None
 
 
@@ -65,9 +61,7 @@ class CifarResNetConfig:
 
     name: str = "resnet20"
     width: float = 1.0  # multiplies the 16/32/64 stage widths
-    # Zhu & Gupta's small-dense baseline: narrow `width` until the dense model has as many
-    # parameters as this model (at `width`) has non-zeros at this sparsity; null: off
-    match_nonzeros: Optional[float] = None
+    match_nonzeros: Optional[float] = None  # as MLPConfig's
     checkpoint: Optional[str] = None
 
 

@@ -133,8 +133,11 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         # several ranks: each weights its slice so DDP's average is the global batch's mean
-        scale = global_mean_scale(len(y), self.device) if self.world.active else 1.0
-        (loss * scale if scale != 1.0 else loss).backward()
+        if self.world.active:
+            loss_to_reduce = loss * global_mean_scale(len(y), self.device)
+        else:
+            loss_to_reduce = loss
+        loss_to_reduce.backward()
         self.pruner.after_backward()
         if self.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
