@@ -78,15 +78,18 @@ def _label(run: Run, group: str) -> str:
     return run.choices.get(group) or str(run.config.get(group, {}).get("name", ""))
 
 
+def _latency_ratio(summary: dict, runtime: str) -> float | str:
+    """Exported / dense median latency in `runtime`, at the largest batch timed ("" if none)."""
+    by_batch = summary.get("latency", {}).get(runtime, {})
+    if not by_batch or "error" in by_batch:
+        return ""
+    times = by_batch[max(by_batch, key=int)]
+    return round(times["exported"]["median_ms"] / times["dense"]["median_ms"], 3)
+
+
 def row(run: Run, root: Path) -> dict:
     """The report's row for one run; the measured columns stay empty unless it finished."""
     s, cfg = run.summary or {}, run.config
-    latency = s.get("latency", {}).get("cpu", {})
-    big_batch = max(latency, key=int) if latency else None
-    ratio = ""
-    if big_batch:
-        times = latency[big_batch]
-        ratio = round(times["exported"]["median_ms"] / times["dense"]["median_ms"], 3)
     extra = {k: v for k, v in run.choices.items() if k not in GROUPS and k != "experiment"}
     return {
         "run": _short_name(run.folder, root),
@@ -104,7 +107,8 @@ def row(run: Run, root: Path) -> dict:
         "nonzero_params": s.get("nonzero_params", ""),
         "flops": s.get("flops_dense", ""),
         "nonzero_flops": s.get("flops_nonzero", ""),
-        "cpu_latency_vs_dense": ratio,  # exported / dense median, at the largest batch timed
+        "cpu_latency_vs_dense": _latency_ratio(s, "cpu"),  # eager, at the largest batch timed
+        "compiled_latency_vs_dense": _latency_ratio(s, "cpu_compiled"),  # torch.compile
         "train_time_s": s.get("train_time_s", ""),
         "epochs": s.get("epochs", run.epochs_done),
         "note": _error_line(run.error) if run.error else
@@ -142,7 +146,8 @@ def series_label(r: dict, rows: list[dict]) -> str:
 
 _ROW_KEYS = {"run", "status", *GROUPS, "seed", "sparsity", "target", "achieved", "unit",
              "test_top1", "params", "nonzero_params", "flops", "nonzero_flops", "train_time_s",
-             "epochs", "note", "cpu_latency_vs_dense"}  # the rest: config groups a recipe sweeps
+             "epochs", "note", "cpu_latency_vs_dense", "compiled_latency_vs_dense"}
+# the rest: config groups a recipe sweeps
 
 
 def _spread(values: list[float]) -> tuple[float, float, float]:

@@ -229,7 +229,8 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
         dense = build_model(cfg.model, data.input_shape, data.num_classes)
         onnx_file = run_dir / export_info["onnx_file"] if "onnx_file" in export_info else None
         latency = export_latency(dense, exported, batch, list(cfg.export.latency_batch_sizes),
-                                 cfg.export.latency_warmup, cfg.export.latency_repeats, onnx_file)
+                                 cfg.export.latency_warmup, cfg.export.latency_repeats, onnx_file,
+                                 compiled=cfg.export.latency_compiled)
     summary = build_summary(
         labels=labels or default_labels(cfg), target=pruner.final_sparsity, layers=layers,
         left_dense=pruner.left_dense,

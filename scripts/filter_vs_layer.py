@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     common = [f"model={args.model}", f"dataset={args.dataset}", *args.overrides]
     train = [*common, f"trainer.epochs={args.epochs}",
              f"export.latency_batch_sizes=[1,{LATENCY_BATCH}]",
-             f"export.latency_repeats={args.repeats}"]
+             f"export.latency_repeats={args.repeats}",
+             "export.latency_compiled=false"]  # matched on eager latency, as the curve is
     args.out.mkdir(parents=True, exist_ok=True)
 
     multirun([*train, "method=layerprune",

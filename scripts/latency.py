@@ -6,7 +6,8 @@
 Rebuilds the architecture from the run's config (saved in its checkpoint) and summary.json
 (input shape, classes), loads its model.safetensors (or, for an export.compact run, its smaller
 compact.pt2 program), and times eval-mode forwards (warm-up, repeats, median) on the CPU and
-on CUDA when present; for a run that exported ONNX, both models in onnxruntime as well.
+on CUDA when present, compiled by torch.compile on the CPU (--no-compile skips it), and for a
+run that exported ONNX, both models in onnxruntime as well.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--json", type=Path)
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the torch.compile timings (one compile per model and batch size)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
     needed = [args.run_dir / f for f in (CHECKPOINT, "summary.json", "model.safetensors")]
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     onnx_file = args.run_dir / ("compact.onnx" if program.is_file() else "model.onnx")
     table = export_latency(build_model(cfg.model, shape, classes), exported,
                            torch.randn(2, *shape), args.batch_sizes, args.warmup, args.repeats,
-                           onnx_file if onnx_file.is_file() else None)
+                           onnx_file if onnx_file.is_file() else None,
+                           compiled=not args.no_compile)
     source = program.name if program.is_file() else needed[2].name
     print(f"{cfg.model.name}, input {shape}, exported model from {source}, {args.repeats} timed "
           f"runs after {args.warmup}")

@@ -106,7 +106,8 @@ def test_channel_pruning_with_compact_onnx_and_latency(tmp_path):
     without pdprune, equal to the masked one, in ONNX too, with its latency measured."""
     prune_train(tmp_path, "model=resnet20", "method=pdp", "granularity=channel", "sparsity=0.5",
                 "experiment=smoke", "export.compact=true", "export.onnx=true",
-                "export.latency=true", "export.latency_repeats=5", "trainer.progress=false")
+                "export.latency=true", "export.latency_repeats=5", "trainer.progress=false",
+                "export.latency_compiled=false")
     (summary,) = summaries(tmp_path / "runs")
     channels, compact = summary["channels"], summary["export"]["compact"]
     assert summary["sparsity_unit"] == "channels"

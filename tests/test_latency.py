@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pdprune.export.latency import measure_latency, time_interleaved
+from pdprune.export.latency import format_latency, latency_table, measure_latency, time_interleaved
 from pdprune.run import run
 
 from .conftest import TINY
@@ -34,6 +34,18 @@ def test_compared_models_are_timed_in_interleaved_rounds():
     assert result["a"]["repeats"] == result["b"]["repeats"] == 5
 
 
+def test_a_compile_failure_is_reported_not_raised(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("InductorError: no C++ compiler\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = nn.Linear(4, 2)
+    table = latency_table({"dense": model, "exported": model}, (4,), [2], 1, 3, compiled=True)
+    assert table["cpu_compiled"] == {"error": "RuntimeError: InductorError: no C++ compiler"}
+    assert format_latency(table)[-1] == ("latency   cpu_compiled: not measured "
+                                         "(RuntimeError: InductorError: no C++ compiler)")
+
+
 def test_a_bigger_batch_takes_longer():
     model = nn.Sequential(nn.Linear(512, 2048), nn.ReLU(), nn.Linear(2048, 512))
     small = measure_latency(model, (512,), 1, torch.device("cpu"), 2, 15)["median_ms"]
@@ -50,11 +62,14 @@ def finished_run(make_cfg, tmp_path) -> tuple[Path, dict]:
 
 def test_summary_holds_dense_and_exported_latency(finished_run):
     _, summary = finished_run
-    cpu = summary["latency"]["cpu"]
-    assert set(cpu) == {"1", "4"}
-    for by_model in cpu.values():
-        assert set(by_model) == {"dense", "exported"}
-        assert all(m["median_ms"] > 0 and m["repeats"] == 3 for m in by_model.values())
+    for runtime in ("cpu", "cpu_compiled"):  # eager, and torch.compile with frozen weights
+        by_batch = summary["latency"][runtime]
+        assert set(by_batch) == {"1", "4"}
+        for by_model in by_batch.values():
+            assert set(by_model) == {"dense", "exported"}
+            assert all(m["median_ms"] > 0 and m["repeats"] == 3 for m in by_model.values())
+    compiled = summary["latency"]["cpu_compiled"]["4"]
+    assert all(m["max_abs_diff_vs_eager"] <= 1e-4 for m in compiled.values())
     assert summary["input_shape"] == [1, 8, 8] and summary["num_classes"] == 4
 
 
@@ -64,8 +79,9 @@ def test_latency_script_on_a_saved_run(finished_run, tmp_path_factory, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path_factory.mktemp("lat") / "lat.json"
-    table = script.main([str(run_dir), "--batch-sizes", "2", "--repeats", "3", "--json", str(out)])
-    assert set(table["cpu"]["2"]) == {"dense", "exported"}
+    table = script.main([str(run_dir), "--batch-sizes", "2", "--repeats", "3", "--json", str(out),
+                         "--no-compile"])
+    assert set(table["cpu"]["2"]) == {"dense", "exported"} and "cpu_compiled" not in table
     assert json.loads(out.read_text()) == json.loads(json.dumps(table))
     assert "latency   cpu batch 2: dense" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not a finished run"):

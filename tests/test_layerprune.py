@@ -105,7 +105,8 @@ def test_mobilenet_v2_and_bert_blocks(make_cfg):
 
 
 LAYER_RUN = ("dataset=synthetic", "model=resnet20", "method=layerprune",
-             "trainer.epochs=3", "trainer.progress=false", "export.latency_repeats=5")
+             "trainer.epochs=3", "trainer.progress=false", "export.latency_repeats=5",
+             "export.latency_compiled=false")
 
 
 def test_layerprune_run_exports_a_shallower_model(make_cfg, tmp_path):

@@ -98,7 +98,9 @@ def _fake_run(folder: Path, *, method: str, sparsity: float, seed: int, top1: fl
             "latency": {"cpu": {"1": {"dense": {"median_ms": 2.0},
                                       "exported": {"median_ms": 1.0}},
                                 "64": {"dense": {"median_ms": 10.0},
-                                       "exported": {"median_ms": 4.0}}}}}))
+                                       "exported": {"median_ms": 4.0}}},
+                        "cpu_compiled": {"64": {"dense": {"median_ms": 5.0},
+                                                "exported": {"median_ms": 1.5}}}}}))
 
 
 def test_report_rows_statuses_and_seed_statistics(tmp_path):
@@ -120,6 +122,8 @@ def test_report_rows_statuses_and_seed_statistics(tmp_path):
     assert rows[4]["note"] == "2 epochs done, no summary" and rows[4]["epochs"] == 2
     assert rows[5]["note"] == "RuntimeError: out of memory"  # a traceback's last line
     assert rows[0]["cpu_latency_vs_dense"] == 0.4  # at the largest batch timed
+    assert rows[0]["compiled_latency_vs_dense"] == 0.3  # torch.compile, when timed
+    assert rows[4]["compiled_latency_vs_dense"] == ""
     assert series_label(rows[0], rows) == "pdp"
     text = (tmp_path / "out" / "report.md").read_text()
     assert "7 runs: 5 ok, 1 failed, 1 incomplete" in text

@@ -36,7 +36,7 @@ def test_resume_after_kill_equals_uninterrupted(make_cfg, tmp_path, monkeypatch,
 LAYER_AND_EPI = {
     # blocks removed after epoch 1: the resumed run must rebuild the shallower network
     "layerprune": ["model=resnet20", "method=layerprune", "method.layers_to_remove=2",
-                   "schedule.epoch=1", "export.latency_repeats=3"],
+                   "schedule.epoch=1", "export.latency_repeats=3", "export.latency_compiled=false"],
     # the indicator's history, its trigger and the planned counts live in the checkpoint
     "epi": ["model=resnet20", "granularity=channel", "schedule=epi", "sparsity=0.5",
             "schedule.tau=0.5", "schedule.max_epoch=4"],

@@ -382,6 +382,7 @@ class ExportConfig:
     latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
     latency_warmup: int = 5
     latency_repeats: int = 30
+    latency_compiled: bool = True  # also time both models under torch.compile on the CPU
 
 
 # ---------------------------------------------------------------- root

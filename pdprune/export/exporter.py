@@ -84,15 +84,16 @@ def save_shallower(model: nn.Module, batch: torch.Tensor, path: Path) -> dict:
 
 def export_latency(dense: nn.Module, exported: nn.Module, batch: torch.Tensor,
                    batch_sizes: list[int], warmup: int, repeats: int,
-                   onnx_file: Path | None = None) -> dict:
+                   onnx_file: Path | None = None, compiled: bool = False) -> dict:
     """The dense architecture against the exported model in torch (CPU, and CUDA when
-    present) and, given the exported model's ONNX file, both as ONNX files in onnxruntime.
-    `batch` (real inputs) fixes the input shape and checks the dense model's ONNX export."""
+    present), compiled by torch.compile when `compiled`, and, given the exported model's ONNX
+    file, both as ONNX files in onnxruntime. `batch` (real inputs) fixes the input shape and
+    checks the dense model's ONNX export."""
     shape = tuple(batch.shape[1:])
     models = {"dense": dense, "exported": exported}
     if onnx_file is None:
-        return latency_table(models, shape, batch_sizes, warmup, repeats)
+        return latency_table(models, shape, batch_sizes, warmup, repeats, compiled=compiled)
     with tempfile.TemporaryDirectory() as tmp:
         save_onnx(dense, batch, Path(tmp) / "dense.onnx")
         return latency_table(models, shape, batch_sizes, warmup, repeats, onnx_files={
-            "dense": Path(tmp) / "dense.onnx", "exported": onnx_file})
+            "dense": Path(tmp) / "dense.onnx", "exported": onnx_file}, compiled=compiled)
