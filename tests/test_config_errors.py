@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,17 @@ def test_missing_fashion_mnist_files_are_named(tmp_path):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
     with pytest.raises(PdpruneError, match="missing train-labels-idx1-ubyte"):
         check(["dataset=fashion_mnist", f"dataset.root={tmp_path}"])
+
+
+RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" /
+                                  "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_passes_the_checks(recipe):
+    """A recipe that names a key the schema lacks, or a bad value, fails here and not after a
+    user's first hour of training; a sweep recipe has every job checked."""
+    assert check(["-m", f"experiment={recipe}"]) >= 1
 
 
 def test_good_sweep_checks_every_job():

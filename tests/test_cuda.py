@@ -68,4 +68,5 @@ def test_channel_pruning_and_compact_export_on_cuda(make_cfg, tmp_path):
     summary = run(cfg, tmp_path)
     assert summary["channels"]["pruned"] == summary["channels"]["expected_pruned"]
     assert summary["export"]["compact"]["max_abs_diff_vs_masked"] <= 1e-5  # float64
-    assert set(summary["latency"]) == {"cpu", "cuda"}
+    assert set(summary["latency"]) == {"cpu", "cuda", "cpu_compiled"}  # compiled: moved to CPU
+    assert set(summary["latency"]["cpu_compiled"]["64"]) == {"dense", "exported"}
