@@ -129,3 +129,4 @@ def test_channel_pruning_with_compact_onnx_and_latency(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "compact.pt2" in proc.stdout and "cpu batch 8" in proc.stdout
     assert "onnxruntime batch 8" in proc.stdout
+    assert "cpu_compiled" not in proc.stdout  # --no-compile skips exactly that runtime
