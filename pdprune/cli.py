@@ -1,7 +1,11 @@
-"""`prune-train`: Hydra entry point. Nothing here but command line -> config -> run()."""
+"""`prune-train`: Hydra entry point. Nothing here but command line -> config -> run(), and one
+line for every way that can fail (run_folder.py decides what happens to the folder)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import logging
 import os
 import sys
@@ -11,15 +15,22 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR
+from .config.errors import describe
 from .config.preflight import check, with_resume
 from .errors import PdpruneError
+from .files import write_text
 from .report import ERROR_FILE
+from .run_folder import Plan, clear_outputs, finish_sweep, plan_output, remove_if_fresh, resumes
 
 log = logging.getLogger("pdprune")
+
+_plan: Plan | None = None  # set by main(), read by hydra_job() in the same process
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -27,46 +38,78 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-class JobFailed(Exception):
-    """One job of a sweep failed: Hydra records it and goes on with the other jobs, then
-    exits non-zero at the end (a SystemExit would end the whole sweep)."""
+def record_error(run_dir: Path, text: str) -> None:
+    """error.txt beside the run, written whole or not at all (the folder may be full)."""
+    with contextlib.suppress(OSError):
+        write_text(run_dir / ERROR_FILE, text)
 
 
 def job_failed(run_dir: Path, message: str, code: int = 2) -> None:
-    """Record the failure in the run folder; end a single run, or only this job of a sweep."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ERROR_FILE).write_text(message + "\n")
+    """End a single run with one line, leaving no folder if it made one and wrote nothing of
+    its own; a sweep's job records the error and returns (main() lists it at the end)."""
     if HydraConfig.get().mode == RunMode.MULTIRUN:
+        record_error(run_dir, message + "\n")
         log.error("job failed: %s", message)
-        raise JobFailed(f"{run_dir}: {message}") from None
+        return
+    if not remove_if_fresh(_plan, run_dir, HydraConfig.get().job.name):
+        record_error(run_dir, message + "\n")
     fail(message, code)
+
+
+def write_failure(exc: Exception, run_dir: Path) -> str | None:
+    """One line for a file that could not be written or read (a full disk, permissions), or
+    None when `exc` is something else (a bug)."""
+    if isinstance(exc, OSError):
+        if exc.filename and exc.strerror:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+            return f"{'cannot write ' * full}{exc.filename}: {exc.strerror}"
+        return str(exc) or type(exc).__name__
+    text = str(exc)
+    # a full disk under torch.save's zip writer (a short write): not an OSError
+    if "No space left on device" in text or "unexpected pos" in text:
+        first = next((line for line in text.splitlines() if line.strip()), text)
+        return f"cannot write into {run_dir} (is the disk full?): {first.strip()}"
+    return None
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def hydra_job(cfg: DictConfig) -> None:
     from .distributed import stop
     from .run import run  # torch and friends load only once the config is known to be good
+    from .train.preempt import Preempted, resume_requeued
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     labels = {group: str(hydra_cfg.runtime.choices[group])
               for group in ("model", "dataset", "method", "granularity", "schedule")}
     (run_dir / ERROR_FILE).unlink(missing_ok=True)  # a resumed run starts clean
+    resume_requeued(cfg, run_dir)  # a requeued SLURM job continues from its checkpoint
+    if cfg.trainer.overwrite and not resumes(cfg.trainer.resume, run_dir):
+        clear_outputs(run_dir)  # main() refused a reused folder without trainer.overwrite
+    failed = None  # a file that could not be written: one line, once the writer is gone
     try:
         run(cfg, run_dir, labels)
     except PdpruneError as exc:
-        log.error("error: %s", exc)
         job_failed(run_dir, str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside training (set-up, export) or a second Ctrl-C
         done = run_dir / "checkpoints" / "last.pt"
         hint = f"resume with: prune-train trainer.resume={run_dir}" if done.exists() \
-            else "no epoch had finished, nothing to resume"
+            else "no checkpoint had been written, nothing to resume"
         fail(f"interrupted; {hint}", code=130)
-    except Exception:  # a bug or a resource error: keep the traceback beside the run
-        (run_dir / ERROR_FILE).write_text(traceback.format_exc())
-        raise
+    except Preempted as exc:  # a signal in training: its checkpoint is written
+        fail(exc.line(run_dir), code=exc.code)
+    except Exception as exc:
+        failed = write_failure(exc, run_dir)
+        if failed is None:  # a bug: keep the traceback beside the run
+            record_error(run_dir, traceback.format_exc())
+            if hydra_cfg.mode != RunMode.MULTIRUN:
+                raise
+            log.exception("job failed")  # the sweep goes on; main() lists it at the end
     finally:
         stop()  # leave the process group (data-parallel runs)
+    if failed is not None:
+        gc.collect()  # a failed torch.save holds its partial file (and the space) until freed
+        job_failed(run_dir, failed)
 
 
 def quiet_rank(argv: list[str]) -> list[str]:
@@ -81,14 +124,25 @@ def quiet_rank(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    global _plan
     argv = sys.argv[1:]
     try:
         argv = with_resume(argv)
         check(argv)
+        _plan, argv = plan_output(argv)
     except PdpruneError as exc:
         fail(str(exc))
     sys.argv = [sys.argv[0], *quiet_rank(argv)]
-    hydra_job()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach the handlers below
+    try:
+        hydra_job()
+    except OSError as exc:  # Hydra could not make or write the folder (our code's are caught)
+        where = f"{_plan.key}={_plan.folder}: " if _plan else ""
+        fail(f"{where}cannot write the run folder: {exc.strerror or exc} ({exc.filename})")
+    except (HydraException, OmegaConfBaseException) as exc:
+        fail(describe(exc))
+    if _plan is not None and _plan.sweep:
+        finish_sweep(_plan)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,10 @@ def find_runs(root: Path) -> list[Run]:
     marks = [*root.rglob(".hydra/config.yaml"), *root.rglob("summary.json")]
     folders = {m.parent.parent if m.parent.name == ".hydra" else m.parent for m in marks}
     folders = {f for f in folders if f.name != "teacher"}  # a distillation teacher's phase
-    return [read_run(f) for f in sorted(folders, key=_job_order)]
+    return [read_run(f) for f in sorted(folders, key=job_order)]
 
 
-def _job_order(folder: Path) -> tuple:
+def job_order(folder: Path) -> tuple:
     head = folder.name.split("_", 1)[0]
     return (str(folder.parent), int(head) if head.isdigit() else -1, folder.name)
 
@@ -111,7 +111,7 @@ def row(run: Run, root: Path) -> dict:
         "compiled_latency_vs_dense": _latency_ratio(s, "cpu_compiled"),  # torch.compile
         "train_time_s": s.get("train_time_s", ""),
         "epochs": s.get("epochs", run.epochs_done),
-        "note": _error_line(run.error) if run.error else
+        "note": error_line(run.error) if run.error else
         "" if run.summary else f"{run.epochs_done} epochs done, no summary",
     }
 
@@ -128,7 +128,7 @@ def _short_name(folder: Path, root: Path) -> str:
     return str(relative)
 
 
-def _error_line(text: str) -> str:
+def error_line(text: str) -> str:
     """The line that says what went wrong: a traceback's last, else the first."""
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines and lines[0].startswith("Traceback") else (lines or [""])[0]

@@ -25,6 +25,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from pdprune.config import CONFIG_DIR
+from pdprune.errors import ConfigError
 from pdprune.export.compact import compact_model
 from pdprune.export.latency import compare_latency
 from pdprune.models import build_model
@@ -54,7 +55,11 @@ def channel_latency_curve(common: list[str], shape: tuple[int, ...], classes: in
             torch.manual_seed(0)
             dense, model = (build_model(cfg.model, shape, classes) for _ in range(2))
             model.load_state_dict(dense.state_dict())
-            pruner = build_pruner(cfg, model, steps_per_epoch=1, input_shape=shape)
+            try:
+                pruner = build_pruner(cfg, model, steps_per_epoch=1, input_shape=shape)
+            except ConfigError as exc:  # more than the coupled groups can give (round_to)
+                print(f"  channel sparsity {s:.2f}: skipped ({exc.reason})", flush=True)
+                continue
             pruner.set_sparsity(s)
             pruner.finalize()
             compact, _ = compact_model(model, pruner.pruned_channels(), torch.randn(2, *shape))

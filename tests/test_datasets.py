@@ -588,3 +588,28 @@ def test_prune_train_on_tiny_cifar10_and_imagefolder(tmp_path):
                       "dataset.image_size=28", "dataset.resize_size=32", "dataset.num_workers=2",
                       "dataset.batch_size=4", *common)
     assert "lenet / imagenet" in out.stdout and "budget exact" in out.stdout
+
+
+class _CreatesAFile:
+    """A pickle payload that would create a file when unpickled by plain pickle.load."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_poisoned_cifar_pickle_runs_nothing_and_is_one_line(tmp_path):
+    import pickle
+
+    from pdprune.data.cifar import read_cifar_batch
+    from pdprune.data.locate import CIFAR
+
+    marker = tmp_path / "ran"
+    batch = tmp_path / "data_batch_1"
+    batch.write_bytes(pickle.dumps({b"data": _CreatesAFile(marker), b"labels": [1]}, protocol=2))
+    with pytest.raises(PdpruneError) as err:
+        read_cifar_batch(batch, CIFAR["cifar10"])
+    assert "refused" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()

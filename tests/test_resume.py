@@ -30,6 +30,8 @@ def metrics(run_dir):
 def test_resume_after_kill_equals_uninterrupted(make_cfg, tmp_path, monkeypatch, method,
                                                 granularity):
     overrides = [*TINY, f"method={method}", f"granularity={granularity}", "trainer.epochs=5"]
+    if granularity == "channel":  # 0.9 of one 32-channel layer in blocks of 8 cannot be met
+        overrides.append("sparsity=0.5")
     check_resume(make_cfg, tmp_path, monkeypatch, overrides)
 
 

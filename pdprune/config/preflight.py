@@ -3,6 +3,8 @@ run folder, so a bad key or value costs one line of output and nothing on disk."
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -67,14 +69,53 @@ def check(argv: list[str]) -> int:
                 validate(cfg)
                 if cfg.trainer.resume:
                     _check_resumable(cfg)
+                if cfg.model.get("checkpoint"):  # loads, and fits the model (torch: on use)
+                    from ..models.checkpoint import check_checkpoint
+                    check_checkpoint(cfg)
+                _check_budget(cfg)
             except OmegaConfBaseException as exc:  # e.g. an interpolation that cannot resolve
                 raise PdpruneError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
+        if jobs and len(jobs) == 1 and not _is_multirun(argv):
+            _note_ignored(cfg, jobs[0])
     return len(jobs or [])
 
 
+def _check_budget(cfg) -> None:
+    """A target the model cannot meet (a layer or a channel group left with nothing) fails
+    here, on the model built on the meta device. Text models (a pretrained encoder) and
+    model.match_nonzeros (a width derived at start) are checked when the run builds them."""
+    from ..data.locate import nominal_input
+    from ..models.text_names import TEXT_MODELS
+
+    shape = nominal_input(cfg.dataset)
+    if (cfg.method.name in ("dense", "layerprune") or shape is None
+            or cfg.model.name in TEXT_MODELS or cfg.model.get("match_nonzeros") is not None):
+        return  # layerprune's block count: validate's _check_blocks
+    from ..models import build_on_meta
+    from ..pruning import check_targets
+
+    input_shape, classes = shape
+    check_targets(cfg, build_on_meta(cfg.model, input_shape, classes), input_shape)
+
+
+def _is_multirun(argv: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in argv)
+
+
+def _note_ignored(cfg, overrides: list[str]) -> None:
+    """A single run given a setting it does not use: say so on stderr (in a sweep such as
+    `-m method=dense,pdp sparsity=0.9` the dense job ignoring it is expected)."""
+    typed = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    used = cfg.model.get("match_nonzeros") is not None  # the small-dense arm sizes by it
+    if cfg.method.name == "dense" and "sparsity" in typed and cfg.sparsity != 0 and not used \
+            and os.environ.get("RANK", "0") == "0":
+        print(f"prune-train: note: method=dense is the dense baseline and ignores "
+              f"sparsity={cfg.sparsity} (its summary says target 0)", file=sys.stderr, flush=True)
+
+
 def _check_resumable(cfg) -> None:
-    """The checkpoint exists and was written by this same config (before Hydra rewrites the
-    run folder's .hydra/ files)."""
+    """The checkpoint exists, loads (weights_only: nothing in it runs) and was written by this
+    same config (before Hydra rewrites the run folder's .hydra/ files)."""
     from ..train.checkpoint import check_same_run, load_checkpoint, resolve_checkpoint
 
     saved = load_checkpoint(resolve_checkpoint(cfg.trainer.resume))["config"]

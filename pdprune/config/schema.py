@@ -365,11 +365,15 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     channels_last: Optional[bool] = None  # null: on CUDA only (where convs are faster so)
     resume: Optional[str] = None  # a run folder (or its checkpoints/last.pt) to continue
+    overwrite: bool = False  # replace another run's results in hydra.run.dir (cli.RUN_OUTPUTS)
     progress: bool = True  # tqdm bars (shown only on a terminal)
     # CPU threads for torch; null: torch's default (all cores). Parallel CPU sweeps
     # (hydra/launcher=cpu_parallel) want cores / n_jobs, or jobs fight over the cores
     threads: Optional[int] = None
     max_train_batches: Optional[int] = None  # per epoch (quick runs, CI); null: all of them
+    # mid-epoch checkpoints (resume bit-equal): N optimizer steps, `Nmin` minutes of training, or
+    # null (epoch ends only). SIGTERM, SIGUSR1 and Ctrl-C also write one at the current step.
+    checkpoint_every: Optional[str] = "10min"
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
@@ -422,11 +426,15 @@ SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
-def _fraction_of_epochs(fraction: float, *, _root_: Any) -> int:
+def _fraction_of_epochs(fraction: float, leave: int = 0, *, _root_: Any) -> int:
     """`${epochs_frac:0.5}`: an epoch count that follows trainer.epochs when a user changes it.
-    A positive fraction is at least one epoch."""
-    epochs = round(float(fraction) * int(_root_.trainer.epochs))
-    return max(1, epochs) if float(fraction) > 0 else 0
+    A positive fraction is at least one epoch. `${epochs_frac:0.3,1}` also leaves at least
+    `leave` epochs after it (never below 0): this only changes the values of runs too short
+    for the plain fraction (e.g. trainer.epochs=1), which would be refused otherwise."""
+    total = int(_root_.trainer.epochs)
+    epochs = round(float(fraction) * total)
+    epochs = max(1, epochs) if float(fraction) > 0 else 0
+    return max(0, min(epochs, total - int(leave))) if int(leave) else epochs
 
 
 def register() -> None:

@@ -1,20 +1,27 @@
 """Semantic checks on a composed config, run before anything is built.
 
 The schemas already fixed types and key names; this module checks what a type cannot say:
-ranges, a schedule that fits in the training run, data that exists on disk.
+ranges, finite numbers, a schedule that fits in the training run, data that exists on disk, a
+device that is there, keys that `+key=value` added past the schemas.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import re
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..data.locate import TEXT_DATASETS, locate_dataset
-from ..errors import ConfigError
+from ..data.locate import TEXT_DATASETS, check_dataset_files
+from ..errors import ConfigError, PdpruneError
 from ..models.text_names import TEXT_MODELS
 from ..pruning.importance import CRITERIA
+from ..train.preempt import checkpoint_interval
+from .errors import did_you_mean
+from .schema import NMConfig
 
 BUDGETS = ("uniform", "global")
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -23,6 +30,8 @@ AMP_MODES = ("auto", "bf16", "off")
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; return silently when the config is usable."""
+    check_known_keys(cfg)
+    check_finite(cfg)
     if not 0.0 <= cfg.sparsity < 1.0:
         raise ConfigError("sparsity", cfg.sparsity, "must be in [0, 1)")
     epochs = cfg.trainer.epochs
@@ -48,9 +57,8 @@ def validate(cfg: DictConfig) -> None:
                           f"must be one of {', '.join(BUDGETS)}")
     if "tau" in cfg.method and cfg.method.tau <= 0:
         raise ConfigError("method.tau", cfg.method.tau, "must be positive")
-    if cfg.granularity.name == "nm" and not 1 <= cfg.granularity.n < cfg.granularity.m:
-        raise ConfigError("granularity.n", cfg.granularity.n,
-                          f"must be in [1, granularity.m={cfg.granularity.m})")
+    if cfg.granularity.name == "nm":
+        _check_nm(cfg.granularity)
     if cfg.granularity.name == "channel" and cfg.granularity.round_to < 1:
         raise ConfigError("granularity.round_to", cfg.granularity.round_to,
                           "must be >= 1 (1: no rounding)")
@@ -66,9 +74,51 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.max_train_batches is not None and cfg.trainer.max_train_batches < 1:
         raise ConfigError("trainer.max_train_batches", cfg.trainer.max_train_batches,
                           "must be >= 1 (or null: every batch)")
+    checkpoint_interval(cfg.trainer.get("checkpoint_every"))  # steps, `Nmin` or null
     _check_text(cfg)
     _check_distill(cfg.trainer.distill)
-    locate_dataset(cfg.dataset)
+    _check_export(cfg.export)
+    check_dataset_files(cfg.dataset)
+    if cfg.method.name == "layerprune":
+        _check_blocks(cfg)
+
+
+def check_known_keys(node: DictConfig, prefix: str = "") -> None:
+    """Every key is one its schema has. Composition already refuses a misspelt key, but
+    Hydra's `+key=value` opens the config to add one, so a typo made with `+` would be carried
+    along unused. A free-form group would be a dict field in the schemas (none is today)."""
+    schema = OmegaConf.get_type(node)
+    fields = [f.name for f in dataclasses.fields(schema)] \
+        if dataclasses.is_dataclass(schema) else None
+    for key in node:
+        full = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            why = "no such key" + (did_you_mean(full, schema) or
+                                   f" in {prefix.rstrip('.') or 'the config'}")
+            child = node._get_node(key)
+            if isinstance(child, DictConfig | ListConfig):
+                raise PdpruneError(f"{full}: {why}")
+            raise ConfigError(full, child._value(), why)
+        if not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
+            check_known_keys(node[key], f"{full}.")
+
+
+def check_finite(node: DictConfig | ListConfig, prefix: str = "") -> None:
+    """No nan or inf anywhere: every range check below would let nan through (a comparison
+    with nan is false), and one non-finite number spoils the whole run. Interpolations are
+    skipped: the key they copy is checked where the user set it."""
+    if isinstance(node, DictConfig):
+        items = [(key, f"{prefix}.{key}" if prefix else str(key)) for key in node]
+    else:
+        items = [(i, f"{prefix}[{i}]") for i in range(len(node))]
+    for key, full in items:
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig | ListConfig):
+            check_finite(value, full)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(full, value, "must be a finite number")
 
 
 def _check_text(cfg: DictConfig) -> None:
@@ -115,24 +165,76 @@ def _check_distill(distill: DictConfig) -> None:
                               "no such run folder (with model.safetensors) or weights file")
 
 
+def _check_nm(nm: DictConfig) -> None:
+    """n of every m weights kept: blame the key that was moved off its default."""
+    if nm.m < 1:
+        raise ConfigError("granularity.m", nm.m, "must be >= 1 (and above granularity.n)")
+    if nm.n >= nm.m and nm.m != NMConfig.m and nm.n == NMConfig.n:
+        raise ConfigError("granularity.m", nm.m, f"must be above granularity.n={nm.n}")
+    if not 1 <= nm.n < nm.m:
+        raise ConfigError("granularity.n", nm.n, f"must be in [1, granularity.m={nm.m})")
+
+
+def _check_export(export: DictConfig) -> None:
+    if not export.latency_batch_sizes or min(export.latency_batch_sizes) < 1:
+        raise ConfigError("export.latency_batch_sizes", list(export.latency_batch_sizes),
+                          "must be a non-empty list of batch sizes >= 1")
+    if export.latency_repeats < 1:
+        raise ConfigError("export.latency_repeats", export.latency_repeats, "must be >= 1")
+    if export.latency_warmup < 0:
+        raise ConfigError("export.latency_warmup", export.latency_warmup, "must be >= 0")
+
+
 def _check_model(model: DictConfig) -> None:
     checkpoint = model.get("checkpoint")
-    if checkpoint and not Path(checkpoint).expanduser().is_file():
-        raise ConfigError("model.checkpoint", checkpoint, "no such file")
+    path = Path(checkpoint or "").expanduser()  # a weights file or a run folder
+    if checkpoint and not (path.is_file() or (path / "model.safetensors").is_file()):
+        raise ConfigError("model.checkpoint", checkpoint, "a folder without model.safetensors"
+                          if path.is_dir() else "no such file")
     match = model.get("match_nonzeros")
     if match is not None and not 0.0 < match < 1.0:
         raise ConfigError("model.match_nonzeros", match, "must be a sparsity in (0, 1)")
 
 
 def _check_device(device: str) -> None:
-    if device in ("auto", "cpu") or device == "cuda" or device.startswith("cuda:"):
+    if device in ("auto", "cpu"):
         return
-    raise ConfigError("trainer.device", device, "must be auto, cpu, cuda or cuda:N")
+    index = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if index is None:
+        raise ConfigError("trainer.device", device, "must be auto, cpu, cuda or cuda:N")
+    import torch  # only when a GPU is asked for: checking a config loads no torch otherwise
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError("trainer.device", device, "CUDA is not available here (no GPU that "
+                          "torch can use); use trainer.device=cpu or auto")
+    if index.group(1) is not None and int(index.group(1)) >= count:
+        raise ConfigError("trainer.device", device, f"this machine has {count} GPU(s): "
+                          f"cuda:0 to cuda:{count - 1}")
+
+
+def _derived_from(node: DictConfig, key: str) -> str | None:
+    """The setting node[key] follows when it is an interpolation (a derived default such as
+    `${epochs_frac:0.5}`), e.g. 'trainer.epochs=30'; None when it was given as a value."""
+    if not OmegaConf.is_interpolation(node, key):
+        return None
+    root, text = node._get_root(), str(node._get_node(key)._value())
+    if "epochs_frac" in text:
+        return f"trainer.epochs={root.trainer.epochs}"
+    ref = re.fullmatch(r"\$\{([\w.]+)\}", text)
+    return f"{ref.group(1)}={OmegaConf.select(root, ref.group(1))}" if ref else text
+
+
+def _shown(node: DictConfig, key: str) -> object:
+    """node[key] as an error shows it: a derived value says what it derives from."""
+    source = _derived_from(node, key)
+    return f"{node[key]} (derived from {source})" if source else node[key]
 
 
 def _check_schedule(schedule: DictConfig, epochs: int) -> None:
+    """Errors blame a key the user set; a derived default in one says where it comes from."""
     if not 0.0 <= schedule.target < 1.0:
-        raise ConfigError("schedule.target", schedule.target, "must be in [0, 1)")
+        raise ConfigError("schedule.target", _shown(schedule, "target"), "must be in [0, 1)")
     after_training = f"after training ends (trainer.epochs={epochs})"
     if schedule.name == "pdp":
         if schedule.warmup_epochs < 0:
@@ -140,15 +242,20 @@ def _check_schedule(schedule: DictConfig, epochs: int) -> None:
         if schedule.eps is not None:
             if not 0 < schedule.eps <= 1:
                 raise ConfigError("schedule.eps", schedule.eps, "must be in (0, 1]")
-            key, value, ramp = "schedule.eps", schedule.eps, math.ceil(1 / schedule.eps)
+            key, ramp = "eps", math.ceil(1 / schedule.eps)
         else:
             if schedule.ramp_epochs < 1:
                 raise ConfigError("schedule.ramp_epochs", schedule.ramp_epochs, "must be >= 1")
-            key, value, ramp = "schedule.ramp_epochs", schedule.ramp_epochs, schedule.ramp_epochs
+            key, ramp = "ramp_epochs", schedule.ramp_epochs
         last = schedule.warmup_epochs + ramp  # the target holds from this epoch (1-based) on
         if last > epochs:
-            raise ConfigError(key, value, f"warm-up {schedule.warmup_epochs} + ramp {ramp} epochs "
-                              f"reaches the target at epoch {last}, {after_training}")
+            if _derived_from(schedule, key) and not _derived_from(schedule, "warmup_epochs"):
+                key = "warmup_epochs"  # the ramp follows trainer.epochs; the warm-up was set
+            warmup = schedule.warmup_epochs if key == "warmup_epochs" \
+                else _shown(schedule, "warmup_epochs")
+            raise ConfigError(f"schedule.{key}", _shown(schedule, key),
+                              f"warm-up {warmup} + ramp {ramp} epochs reaches the target at "
+                              f"epoch {last}, {after_training}")
     elif schedule.name == "cubic":
         if schedule.dt < 1:
             raise ConfigError("schedule.dt", schedule.dt, "must be at least 1 optimizer step")
@@ -158,13 +265,17 @@ def _check_schedule(schedule: DictConfig, epochs: int) -> None:
         if schedule.start_epoch < 0:
             raise ConfigError("schedule.start_epoch", schedule.start_epoch, "must be >= 0")
         if schedule.end_epoch <= schedule.start_epoch:
-            raise ConfigError("schedule.end_epoch", schedule.end_epoch,
-                              f"must be after schedule.start_epoch={schedule.start_epoch}")
+            if _derived_from(schedule, "end_epoch") and not _derived_from(schedule, "start_epoch"):
+                raise ConfigError("schedule.start_epoch", schedule.start_epoch, "must be before "
+                                  f"schedule.end_epoch={_shown(schedule, 'end_epoch')}")
+            raise ConfigError("schedule.end_epoch", _shown(schedule, "end_epoch"),
+                              f"must be after schedule.start_epoch="
+                              f"{_shown(schedule, 'start_epoch')}")
         if schedule.end_epoch > epochs:
             raise ConfigError("schedule.end_epoch", schedule.end_epoch, f"ends {after_training}")
     elif schedule.name == "oneshot":
         if not 0 <= schedule.epoch < epochs:
-            raise ConfigError("schedule.epoch", schedule.epoch,
+            raise ConfigError("schedule.epoch", _shown(schedule, "epoch"),
                               f"must be in [0, {epochs}) to prune before training ends")
     elif schedule.name == "epi":
         if schedule.criterion not in CRITERIA:
@@ -175,8 +286,11 @@ def _check_schedule(schedule: DictConfig, epochs: int) -> None:
         for key in ("window", "patience"):
             if schedule[key] < 1:
                 raise ConfigError(f"schedule.{key}", schedule[key], "must be >= 1")
+        if epochs < 2:
+            raise ConfigError("trainer.epochs", epochs, "schedule=epi needs at least 2: it "
+                              "prunes at the end of an epoch and trains on after")
         if not 1 <= schedule.max_epoch < epochs:
-            raise ConfigError("schedule.max_epoch", schedule.max_epoch,
+            raise ConfigError("schedule.max_epoch", _shown(schedule, "max_epoch"),
                               f"must be in [1, {epochs}) so that training goes on after pruning")
 
 
@@ -202,9 +316,45 @@ def _check_pairing(cfg: DictConfig) -> None:
         if m.latency_budget is None and (m.layers_to_remove is None or m.layers_to_remove < 1):
             raise ConfigError("method.layers_to_remove", m.layers_to_remove,
                               "must be >= 1 (or set method.latency_budget)")
+        if m.latency_batch < 1:
+            raise ConfigError("method.latency_batch", m.latency_batch, "must be >= 1")
         if cfg.schedule.name != "oneshot":
             raise ConfigError("schedule", cfg.schedule.name, "method=layerprune removes blocks "
                               "once: schedule=oneshot (schedule.epoch says when)")
         if cfg.export.compact:
             raise ConfigError("export.compact", "true", "is for channels; layerprune's model "
                               "is already the shallower network")
+
+
+ENCODERS = ("bert", "roberta", "xlm-roberta", "electra")  # whose layers LayerPrune finds
+
+
+def _check_blocks(cfg: DictConfig) -> None:
+    """method=layerprune: the model has removable blocks, more than method.layers_to_remove
+    (one must stay). Counted on a model built on the meta device (no memory, no RNG draws)."""
+    count = removable_blocks(cfg)
+    if count is None:
+        return  # a text model of a family counted only when built: the run checks it
+    from ..pruning.budgets import check_blocks
+
+    check_blocks(count, None if cfg.method.latency_budget is not None
+                 else cfg.method.layers_to_remove, f"model={cfg.model.name}")
+
+
+def removable_blocks(cfg: DictConfig) -> int | None:
+    """How many blocks LayerPrune could remove from cfg.model (None: not known before it is
+    built, for a Hugging Face model outside ENCODERS)."""
+    model = cfg.model
+    if model.name in TEXT_MODELS:
+        from ..models.text import SIZES, model_folder
+
+        if model.name in SIZES:
+            return SIZES[model.name]["num_hidden_layers"]
+        config = json.loads((model_folder(model) / "config.json").read_text())
+        return config.get("num_hidden_layers") if config.get("model_type") in ENCODERS else None
+    from ..data.locate import nominal_input
+    from ..models import build_on_meta
+    from ..pruning.blocks import find_blocks
+
+    shape, classes = nominal_input(cfg.dataset)
+    return len(find_blocks(build_on_meta(model, shape, classes)))

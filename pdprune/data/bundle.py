@@ -52,7 +52,8 @@ class EpochState:
     def state_dict(self) -> dict:
         if self._epoch_start is not None:  # mid-epoch: replay this epoch from its start
             return {"generator": self._epoch_start.clone(), "batch": self._position}
-        return {"generator": self.generator.get_state(), "batch": 0}
+        # between epochs: where the next epoch starts (not 0 after a mid-epoch state was loaded)
+        return {"generator": self.generator.get_state(), "batch": self._resume_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
@@ -152,7 +153,8 @@ class TensorLoader(EpochState):
 
 class FirstBatches:
     """The first `limit` batches of each epoch of a training loader (trainer.max_train_batches:
-    quick runs and CI smoke runs on large datasets). Each epoch still draws its own order."""
+    quick runs and CI smoke runs on large datasets). Each epoch still draws its own order. An
+    epoch resumed mid-way (the loader's state says which batch is next) ends at the same batch."""
 
     def __init__(self, loader: Loader, limit: int):
         self.loader, self.limit = loader, limit
@@ -165,9 +167,12 @@ class FirstBatches:
         return self.loader.num_samples
 
     def __iter__(self) -> Iterator[Batch]:
+        left = len(self) - int(self.loader.state_dict().get("batch", 0))
         batches = iter(self.loader)
         try:
-            for _ in range(len(self)):
+            if left <= 0:  # still make this epoch's draw: the next epochs' depend on it
+                next(batches, None)
+            for _ in range(left):
                 yield next(batches)
         finally:
             batches.close()

@@ -38,12 +38,30 @@ def _entry(batch: dict, key: str):
     return None
 
 
+# What a CIFAR batch pickle may name: numpy arrays and the codec Python 3 pickles bytes with.
+# Anything else (os.system, a class with a __reduce__) is refused before it could run.
+SAFE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and numpy arrays only: a dataset from elsewhere must not
+    be able to execute code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused {module}.{name}: a CIFAR batch holds only "
+                                         "arrays, lists and bytes")
+        return super().find_class(module, name)
+
+
 def read_cifar_batch(path: Path, layout: CIFARLayout) -> tuple[torch.Tensor, torch.Tensor]:
     """One pickle: (N, 3, 32, 32) uint8 images and (N,) int64 labels; PdpruneError (one line)
     when the file is not a CIFAR batch."""
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # as torchvision reads them
+            batch = _ArraysOnly(f, encoding="latin1").load()  # latin1: as torchvision reads
     except Exception as exc:  # unpickling raises almost anything on a bad file
         raise PdpruneError(f"{path}: not a CIFAR pickle ({one_line(exc)})") from None
     if not isinstance(batch, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ from omegaconf import DictConfig
 from ..errors import ConfigError, PdpruneError
 from .bundle import DataBundle, TensorLoader, normalizer, seeded_split
 from .download import download
-from .locate import IDX_DATASETS, find_files, idx_file, locate_dataset
+from .locate import IDX_DATASETS, IDX_UBYTE, find_files, idx_file, locate_dataset
 
-IDX_DTYPES = {0x08: np.uint8}
+IDX_DTYPES = {IDX_UBYTE: np.uint8}
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -23,7 +24,7 @@ def read_idx(path: Path) -> torch.Tensor:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as exc:  # e.g. a .gz that is not gzip, or is cut short
+    except (OSError, EOFError, zlib.error) as exc:  # a .gz that is not gzip, cut short, corrupt
         raise PdpruneError(f"{path}: cannot read ({exc})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
         raise PdpruneError(f"{path}: not an unsigned-byte IDX file (bad magic number)")

@@ -24,6 +24,7 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from ..errors import ConfigError, PdpruneError
+from ..train.preempt import ignore_stop_signals
 from .bundle import Batch, DataBundle, EpochState, normalizer, one_line, seeded_split, to_device
 from .locate import class_folders, locate_dataset
 
@@ -112,7 +113,8 @@ class ImageLoader(EpochState):
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=persistent and workers > 0,
             # only seeds the workers' own RNGs, which the transforms do not use (see ImageFiles)
-            generator=torch.Generator().manual_seed(seed))
+            generator=torch.Generator().manual_seed(seed),
+            worker_init_fn=ignore_stop_signals)  # SLURM signals every process: the main one acts
 
     def __len__(self) -> int:
         n = len(self.dataset)

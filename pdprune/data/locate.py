@@ -1,20 +1,24 @@
 """Where a dataset's files are, checked at start-up so a missing file is a one-line error.
 
-validate.py calls locate_dataset before any run folder exists, so this module imports neither
-torch nor numpy, and only looks at names on disk (a file that is there but malformed is
-reported, also in one line, when the data is loaded).
+validate.py calls check_dataset_files before any run folder exists, so this module imports
+neither torch nor numpy. Beyond names on disk it checks what is cheap to read: IDX headers
+against the files' sizes and each other, CIFAR pickles' sizes and ends (a file that passes but
+is malformed inside is reported, also in one line, when the data is loaded).
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PdpruneError
 
 IN_MEMORY = ("digits", "synthetic")
 
@@ -24,6 +28,8 @@ FASHION_MNIST_DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FASHION_MNIST_FILES = IDX_FILES
+IDX_UBYTE = 0x08  # the IDX element type of the MNIST family (unsigned bytes)
+IDX_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ CIFAR = {
     "cifar100": CIFARLayout("CIFAR-100", "cifar-100-python", ("train",), ("test",),
                             "fine_labels", 100),
 }
+CIFAR_IMAGE_BYTES = 3 * 32 * 32
 
 # ---------------------------------------------------------------- text
 
@@ -64,6 +71,22 @@ GLUE = {"sst2": "dev.tsv", "mnli": "dev_matched.tsv", "qqp": "dev.tsv"}  # task:
 
 KNOWN = (*IN_MEMORY, *IDX_DATASETS, *CIFAR, "imagenet", *PACKAGED_TEXT, *GLUE)
 TEXT_DATASETS = (*PACKAGED_TEXT, *GLUE)
+
+
+# (sample shape, classes) of each image dataset, known without reading it: the start-up checks
+# build the model on the meta device from these
+NOMINAL_INPUTS = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10),
+                  "fashion_mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10),
+                  "cifar100": ((3, 32, 32), 100)}
+
+
+def nominal_input(cfg: DictConfig) -> tuple[tuple[int, ...], int] | None:
+    """(input shape, classes) that dataset `cfg` will give; None for text datasets."""
+    if cfg.name == "synthetic":
+        return (cfg.channels, cfg.size, cfg.size), cfg.num_classes
+    if cfg.name == "imagenet":
+        return (3, cfg.image_size, cfg.image_size), 1000
+    return NOMINAL_INPUTS.get(cfg.name)
 
 
 def idx_file(root: Path, stem: str) -> Path | None:
@@ -117,6 +140,21 @@ def locate_dataset(cfg: DictConfig) -> Path | None:
     if root is None or cfg.get("download", False):
         return root  # downloads are checked (and, where needed, made) when the data is built
     return find_files(cfg, root)
+
+
+def check_dataset_files(cfg: DictConfig) -> Path | None:
+    """locate_dataset, then what is cheap to read in the files found: IDX headers against the
+    files' sizes and each other, CIFAR pickles' sizes and ends. The start-up check; the loaders
+    report the rest, in more detail."""
+    folder = locate_dataset(cfg)
+    if folder is None or cfg.get("download", False):
+        return folder
+    if cfg.name in IDX_DATASETS:
+        check_idx_files(folder)
+    elif cfg.name in CIFAR:
+        for name in (*CIFAR[cfg.name].train, *CIFAR[cfg.name].test):
+            _check_pickle(folder / name)
+    return folder
 
 
 def find_files(cfg: DictConfig, root: Path) -> Path:
@@ -177,6 +215,83 @@ def _find_cifar(cfg: DictConfig, root: Path) -> Path:
     raise ConfigError("dataset.root", _shown(cfg, root),
                       f"missing {', '.join(prefix + n for n in missing[folder])} "
                       f"({layout.title} in torchvision's python-pickle layout{fetch})")
+
+
+def idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape an unsigned-byte IDX file's header declares, checked against the file's size
+    (of its decompressed stream, for .gz); PdpruneError naming the file when the header is not
+    one or the size disagrees (a truncated or padded file)."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] or head[1] or head[2] != IDX_UBYTE:
+                raise PdpruneError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+            dims = f.read(4 * head[3])
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a .gz that is not gzip
+        raise PdpruneError(f"{path}: cannot read ({exc})") from None
+    if len(dims) < 4 * head[3]:
+        raise PdpruneError(f"{path}: IDX header cut short")
+    shape = tuple(int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4))
+    expected = 4 + len(dims) + math.prod(shape)
+    size = _gzip_size(path, expected) if path.suffix == ".gz" else path.stat().st_size
+    if size != expected:
+        what = "cut short" if size < expected else "longer than its header says"
+        raise PdpruneError(f"{path}: {what} (header says shape {shape}: {expected} bytes; the "
+                           f"file holds {size})")
+    return shape
+
+
+def _gzip_size(path: Path, expected: int) -> int:
+    """The size of a gzip file's stream. Its last 4 bytes hold it (mod 2**32) when the file is
+    one whole member, so `expected` is confirmed without decompressing; else count."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) >= 18:  # gzip's header and trailer
+            f.seek(-4, os.SEEK_END)
+            if int.from_bytes(f.read(4), "little") == expected % 2**32:
+                return expected
+    size = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                size += len(chunk)
+    except EOFError:
+        raise PdpruneError(f"{path}: cut short (the gzip stream ends early)") from None
+    except (OSError, zlib.error) as exc:
+        raise PdpruneError(f"{path}: cannot read ({exc})") from None
+    return size
+
+
+def check_idx_files(folder: Path) -> None:
+    """Images and labels of each split: headers that fit the files' sizes, (N, H, W) images,
+    N labels in range. One line naming the file otherwise (e.g. a truncated download, or an
+    images file where the labels belong)."""
+    for split in ("train", "t10k"):
+        x_path = idx_file(folder, f"{split}-images-idx3-ubyte")
+        y_path = idx_file(folder, f"{split}-labels-idx1-ubyte")
+        x, y = idx_shape(x_path), idx_shape(y_path)
+        if len(x) != 3:
+            raise PdpruneError(f"{x_path}: holds shape {x}, expected (N, H, W) images")
+        if y != (x[0],):
+            raise PdpruneError(f"{y_path}: holds shape {y}, expected ({x[0]},) labels to match "
+                               f"{x_path.name}")
+        with (gzip.open if y_path.suffix == ".gz" else open)(y_path, "rb") as f:
+            labels = f.read()[8:]  # 60k bytes at most: cheap
+        if labels and max(labels) >= IDX_CLASSES:
+            raise PdpruneError(f"{y_path}: label {max(labels)} out of range for {IDX_CLASSES} "
+                               "classes")
+
+
+def _check_pickle(path: Path) -> None:
+    """A CIFAR batch, checked without unpickling it: at least one image's bytes, and the STOP
+    byte every pickle ends with (a truncated copy lacks it)."""
+    size, last = path.stat().st_size, b""
+    if size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+    if size < CIFAR_IMAGE_BYTES or last != b".":
+        raise PdpruneError(f"{path}: cut short or not a CIFAR pickle ({size} bytes"
+                           f"{'' if last == b'.' else ', no final STOP byte'})")
 
 
 def package_folder(dataset: str) -> Path:

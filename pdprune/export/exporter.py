@@ -1,5 +1,7 @@
 """What a finished run writes beside its summary: the hardened weights, and on request the
-compact model (a torch.export program plus its weights) and ONNX."""
+compact model (a torch.export program plus its weights) and ONNX. Each file is written whole
+to a temporary file and then replaces the old one (files.replacing): a failed write (a full
+disk, a failed check) leaves the previous file as it was."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from ..errors import ConfigError
+from ..files import replacing
 from ..pruning import LayerPruner
 from .compact import compact_model
 from .cost import layer_macs, parameter_counts
@@ -21,8 +24,11 @@ from .semi_structured import sparse_kernel_report
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-              str(path))
+    # serialised in memory and written by Python: a full disk is an OSError (ENOSPC) that
+    # names the file, not a safetensors error; the bytes are save_file's
+    data = save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
@@ -41,7 +47,8 @@ def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
                               "channels can be removed)")
         exported, check = compact_model(model, pruner.pruned_channels(), batch)
         save_weights(exported, run_dir / "compact.safetensors")
-        program_difference = save_program(exported, batch, run_dir / "compact.pt2")
+        with replacing(run_dir / "compact.pt2") as tmp:
+            program_difference = save_program(exported, batch, tmp)
         params, nonzero = parameter_counts(exported)
         macs = layer_macs(exported, tuple(batch.shape[1:]), torch.device("cpu"))
         info["files"] += ["compact.safetensors", "compact.pt2"]
@@ -52,7 +59,8 @@ def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
                            "max_abs_diff_program": program_difference,
                            "check_batch": batch.shape[0]}
     if isinstance(pruner, LayerPruner):
-        info["program"] = save_shallower(model, batch, run_dir / "model.pt2")
+        with replacing(run_dir / "model.pt2") as tmp:
+            info["program"] = save_shallower(model, batch, tmp)
         info["files"].append("model.pt2")
     if cfg.compact or isinstance(pruner, LayerPruner):
         info["sparse_kernel"] = {"used": False, "reason": "none needed: the exported model is "
@@ -63,7 +71,8 @@ def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
             cfg.latency_repeats)
     if cfg.onnx:
         name = "compact.onnx" if cfg.compact else "model.onnx"
-        info["onnx_max_abs_diff"] = save_onnx(exported, batch, run_dir / name)
+        with replacing(run_dir / name) as tmp:  # checked in onnxruntime before it replaces
+            info["onnx_max_abs_diff"] = save_onnx(exported, batch, tmp)
         info["onnx_file"] = name
         info["files"].append(name)
     return exported, info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import write_text
 from ..pruning.pruner import LayerResult
 from .latency import format_latency
 
@@ -32,8 +33,7 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "achieved_sparsity": channels["fraction"] if channels
         else len(blocks["removed"]) / blocks["removable"] if blocks else pruned / max(1, prunable),
         "weight_sparsity": pruned / max(1, prunable),
-        "sparsity_check": {"expected_pruned": expected, "pruned": pruned, "ties": ties,
-                           "exact": pruned == expected},
+        "sparsity_check": sparsity_check(pruned, expected, ties, channels),
         "left_dense": left_dense,  # prunable by type, but the granularity cannot apply
         # whether a kernel that skips zeros ran (2:4 semi-structured on CUDA), or why not
         "sparse_kernel": (export or {}).get("sparse_kernel"),
@@ -62,6 +62,37 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
             for layer in layers
         ],
     }
+
+
+def sparsity_check(pruned: int, expected: int, ties: int, channels: dict | None = None) -> dict:
+    """Achieved vs asked for: `exact` only when the hardened masks zeroed exactly the budget's
+    weights and, for channels, exactly the target's channels before rounding to blocks."""
+    check = {"expected_pruned": expected, "pruned": pruned, "ties": ties,
+             "exact": pruned == expected}
+    if channels:
+        target = channels.get("target_pruned", channels["expected_pruned"])
+        check["channels"] = {"target_pruned": target, "pruned": channels["pruned"],
+                             "total": channels["total"], "round_to": channels["round_to"]}
+        check["exact"] = check["exact"] and channels["pruned"] == target
+    return check
+
+
+def budget_verdict(check: dict) -> str:
+    """How the result compares with the budget, in words: "exact" only when it is."""
+    if check["exact"]:
+        return "exact"
+    parts = []
+    c = check.get("channels")
+    if c and c["pruned"] != c["target_pruned"]:
+        how = f"rounded to blocks of {c['round_to']}" if c["round_to"] > 1 else \
+            "moved so that every group keeps a channel"
+        parts.append(f"{how}: {c['pruned'] / max(1, c['total']):.4f} of channels ({c['pruned']} "
+                     f"of {c['total']}; the target asks {c['target_pruned']})")
+    diff = check["pruned"] - check["expected_pruned"]
+    if diff:
+        within = f" (within {check['ties']} ties)" if abs(diff) <= check["ties"] else ""
+        parts.append(f"{diff:+d} weights{within}")
+    return "; ".join(parts)
 
 
 def _group_summary(layers: list[LayerResult]) -> dict:
@@ -135,7 +166,8 @@ def _kernel_lines(summary: dict) -> list[str]:
 
 
 def write_summary(path: Path, summary: dict) -> None:
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    """Replaces the file whole: a write that fails (a full disk) keeps the previous summary."""
+    write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
 def _count(n: float) -> str:
@@ -157,8 +189,7 @@ def format_summary(summary: dict) -> str:
                        for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     check = summary["sparsity_check"]
-    verdict = "exact" if check["exact"] else f"{check['pruned'] - check['expected_pruned']:+d} " \
-        f"(within {check['ties']} ties)"
+    verdict = budget_verdict(check)
     acc = summary["accuracy"]
     acc_line = "  ".join(
         f"{split} top1 {m['top1']:.4f}" + (f" top5 {m['top5']:.4f}" if "top5" in m else "")

@@ -70,4 +70,17 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int)
     return model
 
 
-__all__ = ["MODELS", "build_model"]
+def build_on_meta(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The architecture of cfg, on the meta device: no memory, no RNG draws, no weights loaded.
+    For start-up checks (shapes of a checkpoint, removable blocks, budgets)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    bare = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if "checkpoint" in bare:
+        bare.checkpoint = None
+    with torch.device("meta"):
+        return build_model(bare, input_shape, num_classes)
+
+
+__all__ = ["MODELS", "build_model", "build_on_meta"]

@@ -1,14 +1,21 @@
 """model.checkpoint: local weights loaded into a freshly built model. Nothing is downloaded.
 
-Reads a torchvision-style state_dict (.pt / .pth, torch.load with weights_only=True) or one of
-our exports (model.safetensors). Keys whose shapes differ from the model's (an ImageNet classifier
-on a 10-class task, a small-input stem) are skipped and logged; any other missing or unexpected
-key is an error.
+Reads a torchvision-style state_dict (.pt / .pth, torch.load with weights_only=True), one of
+our exports (model.safetensors), or a run folder (its model.safetensors). Keys whose shapes
+differ from the model's (an ImageNet classifier on a 10-class task, a small-input stem) are
+skipped and logged; any other missing or unexpected key is an error, and so is a file none of
+whose weights fit.
+
+A layer-pruned run's weights (method=layerprune) belong to a shallower network: the blocks the
+run's summary.json records as removed are removed from the model before the weights load.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,6 +25,8 @@ from ..errors import PdpruneError
 
 log = logging.getLogger("pdprune")
 SHOWN = 3  # keys named in a message
+WEIGHTS = "model.safetensors"  # what a run folder holds
+SUMMARY = "summary.json"
 
 
 def _few(keys: list[str]) -> str:
@@ -25,42 +34,145 @@ def _few(keys: list[str]) -> str:
     return ", ".join(keys[:SHOWN]) + more
 
 
+def load_reason(exc: BaseException) -> str:
+    """Why torch.load / safetensors refused a file, in a few words (torch's own text is a
+    paragraph that suggests weights_only=False: never for a file we did not write)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        if found:
+            return (f"it holds a pickled object ({found.group(1)}), not only tensors and plain "
+                    "values; refused, nothing in it ran")
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"not a file torch.save wrote ({detail})"
+    if isinstance(exc, EOFError) or not text.strip():
+        return "empty or truncated"
+    return f"damaged or truncated ({text.strip().splitlines()[0]})"
+
+
+def torch_load(path: Path, what: str) -> object:
+    """torch.load that runs nothing from the file (tensors and plain values only); a file that
+    does not load is a one-line PdpruneError: `what` (naming the file), then why."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise here
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the user's to fix: one line
+        raise PdpruneError(f"{what}: {load_reason(exc)}") from None
+
+
+def weights_file(checkpoint: str | Path) -> Path:
+    """model.checkpoint names a weights file or a run folder (its model.safetensors)."""
+    path = Path(checkpoint).expanduser()
+    return path / WEIGHTS if path.is_dir() else path
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors in `path`, on the CPU."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
             state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the user's to fix: one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PdpruneError(f"model.checkpoint={path}: cannot read it ({reason})") from None
+        except Exception as exc:
+            raise PdpruneError(f"model.checkpoint={path}: cannot read it: "
+                               f"{load_reason(exc)}") from None
+    else:
+        state = torch_load(path, f"model.checkpoint={path}: cannot read it")
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise PdpruneError(f"model.checkpoint={path}: not a state_dict (name -> tensor)")
     return state
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load `path` into `model` in place (and return it)."""
-    path = Path(path).expanduser()
-    state = read_state_dict(path)
+def removed_blocks(path: Path) -> list[str]:
+    """The blocks a layer-pruned run removed, from the summary.json beside its weights
+    (none for any other file)."""
+    summary = path.parent / SUMMARY
+    if path.name != WEIGHTS or not summary.is_file():
+        return []
+    try:
+        blocks = json.loads(summary.read_text()).get("blocks") or {}
+        return [str(name) for name in blocks.get("removed") or []]
+    except (ValueError, AttributeError, TypeError, OSError) as exc:
+        raise PdpruneError(f"model.checkpoint={path}: cannot read {summary} (it says which "
+                           f"blocks the run removed): {exc}") from None
+
+
+def shallower(model: nn.Module, path: Path) -> None:
+    """Remove, in place, the blocks that the run which wrote `path` removed."""
+    names = removed_blocks(path)
+    if not names:
+        return
+    from ..pruning.blocks import remove_blocks  # pruning imports models: import on use
+
+    try:
+        remove_blocks(model, names)
+    except ValueError as exc:
+        raise PdpruneError(f"model.checkpoint={path}: the run removed blocks that this model "
+                           f"({type(model).__name__}) cannot lose: {exc}") from None
+    log.info("model.checkpoint: removed %d blocks as the layer-pruned run did: %s", len(names),
+             ", ".join(names))
+
+
+def check_fits(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> list[str]:
+    """Raise unless `state` loads into `model`; returns the keys to skip for their shape."""
     own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     # BatchNorm fills in num_batches_tracked itself when an (older) state_dict lacks it
     missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
     if missing:
+        hint = "; a layer-pruned run's weights load from its run folder" \
+            if path.name != WEIGHTS or not (path.parent / SUMMARY).is_file() else ""
         raise PdpruneError(f"model.checkpoint={path}: {len(missing)} of the model's keys are not "
-                           f"in it: {_few(missing)}")
+                           f"in it: {_few(missing)}{hint}")
     unexpected = [k for k in state if k not in own]
     if unexpected:
         raise PdpruneError(f"model.checkpoint={path}: {len(unexpected)} keys the model does not "
                            f"have: {_few(unexpected)}")
+    mismatched = [k for k, v in state.items() if v.shape != own[k].shape]
+    weights = [k for k, v in own.items() if v.dim() >= 2]
+    if weights and all(k in mismatched for k in weights):  # loading would change nothing
+        k = weights[0]
+        raise PdpruneError(f"model.checkpoint={path}: none of the model's {len(weights)} weight "
+                           f"tensors has its shape in the file (e.g. {k}: "
+                           f"{tuple(state[k].shape)} there, {tuple(own[k].shape)} in the model); "
+                           "weights of another width or input size?")
+    return mismatched
+
+
+def load_weights(model: nn.Module, checkpoint: str | Path) -> nn.Module:
+    """Load `checkpoint` (a file or a run folder) into `model` in place (and return it)."""
+    path = weights_file(checkpoint)
+    state = read_state_dict(path)
+    shallower(model, path)
+    mismatched = check_fits(model, state, path)
     for key in mismatched:
         log.info("model.checkpoint: skipped %s: shape %s in %s, %s in the model", key,
-                 tuple(state[key].shape), path.name, tuple(own[key].shape))
+                 tuple(state[key].shape), path.name, tuple(model.state_dict()[key].shape))
     model.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
     log.info("model.checkpoint: loaded %d tensors from %s (%d skipped for their shape)",
              len(state) - len(mismatched), path, len(mismatched))
     return model
+
+
+# One sample's shape and the class count each image dataset gives, known without reading it
+# (data/: digits.py, idx.py, cifar.py); imagenet's class count is its folder count, which only
+# sizes the classifier (a key skipped when its shape differs).
+def check_checkpoint(cfg) -> None:
+    """Preflight for model.checkpoint, before any run folder exists: the file loads (safely)
+    and is a state_dict, and for an image model its keys and shapes fit the model, built on
+    the meta device (no memory, no data read). Text models (a pretrained encoder to load) and
+    model.match_nonzeros (a width derived at start) are checked when the run builds them."""
+    from ..data.locate import nominal_input
+    from . import build_on_meta
+    from .text_names import TEXT_MODELS
+
+    path = weights_file(cfg.model.checkpoint)
+    state = read_state_dict(path)
+    shape = nominal_input(cfg.dataset)
+    if (shape is None or cfg.model.name in TEXT_MODELS
+            or cfg.model.get("match_nonzeros") is not None):
+        return
+    model = build_on_meta(cfg.model, *shape)
+    with torch.device("meta"):
+        shallower(model, path)
+    check_fits(model, state, path)

@@ -10,7 +10,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .channel_groups import PRODUCERS, find_channel_groups
+from .blocks import find_blocks
+from .budgets import check_blocks, check_channel_budget, check_weight_budget
+from .channel_groups import PRODUCERS, ChannelGroup, find_channel_groups
 from .channel_pruner import ChannelPruner
 from .granularity import build_granularity
 from .layer_pruner import LayerPruner
@@ -48,21 +50,53 @@ def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
 def build_channel_pruner(cfg: DictConfig, model: nn.Module, targets: list[tuple[str, nn.Module]],
                          schedule, input_shape: tuple[int, ...],
                          round_to: int = 1) -> ChannelPruner:
+    """A channel pruner over the coupled groups rooted at `targets` (see channel_groups)."""
+    groups, left_dense = channel_groups(model, targets, input_shape)
+    return ChannelPruner(model, groups, cfg.name, cfg.get("budget", "uniform"), schedule,
+                         left_dense, tau=cfg.get("tau", 1e-4), seed=cfg.get("seed", 0),
+                         round_to=round_to)
+
+
+def channel_groups(model: nn.Module, targets: list[tuple[str, nn.Module]],
+                   input_shape: tuple[int, ...]) -> tuple[list[ChannelGroup], list[str]]:
     """Targets become roots of coupled channel groups; a group touching the output channels of
     any other conv / linear (the classifier, excluded layers) stays dense. Depthwise convs are
-    never roots but join their producer's group."""
+    never roots but join their producer's group. Returns (groups, roots left dense)."""
     roots = [name for name, _ in targets]
     ignored = [name for name, m in model.named_modules() if isinstance(m, PRODUCERS)
                and name not in roots and not is_depthwise(m)]
     example = torch.zeros((1, *input_shape), device=next(model.parameters()).device)
     groups = find_channel_groups(model, example, roots, ignored)
     covered = {p.name for g in groups for p in g.producers}
-    left_dense = [name for name in roots if name not in covered]
-    return ChannelPruner(model, groups, cfg.name, cfg.get("budget", "uniform"), schedule,
-                         left_dense, tau=cfg.get("tau", 1e-4), seed=cfg.get("seed", 0),
-                         round_to=round_to)
+    return groups, [name for name in roots if name not in covered]
+
+
+def check_targets(cfg: DictConfig, model: nn.Module,
+                  input_shape: tuple[int, ...] | None = None) -> None:
+    """The budget checks that build_pruner makes, without attaching anything: for a preflight,
+    on a model built on the meta device. Raises ConfigError naming `sparsity` (or
+    method.layers_to_remove) with the largest value that can be met."""
+    name = cfg.method.name
+    if name == "dense":
+        return
+    if name == "layerprune":
+        check_blocks(len(find_blocks(model)), None if cfg.method.latency_budget
+                     else cfg.method.layers_to_remove, type(model).__name__)
+        return
+    targets = select_targets(model, cfg.method.targets)
+    target = cfg.schedule.target
+    if cfg.granularity.name == "channel":
+        groups, _ = channel_groups(model, targets, input_shape)
+        kind = "global" if cfg.schedule.name == "epi" else cfg.method.get("budget", "uniform")
+        check_channel_budget([g.channels for g in groups], target, kind, cfg.granularity.round_to)
+        return
+    granularity = build_granularity(cfg.granularity)
+    if granularity.pruned_per_row is None:
+        check_weight_budget([(n, granularity.units_per_row(m.weight)) for n, m in targets
+                             if granularity.supports(m.weight)], target, cfg.method.budget)
 
 
 AnyPruner = Pruner | ChannelPruner | LayerPruner | NoPruning
 
-__all__ = ["AnyPruner", "ChannelPruner", "LayerPruner", "NoPruning", "Pruner", "build_pruner"]
+__all__ = ["AnyPruner", "ChannelPruner", "LayerPruner", "NoPruning", "Pruner", "build_pruner",
+           "check_targets"]

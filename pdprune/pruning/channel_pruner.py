@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import PdpruneError
+from .budgets import check_channel_budget, target_channels
 from .channel_groups import ChannelGroup
 from .epi_channels import EPIWatch
 from .pruner import LayerResult, LoopHooks
@@ -174,6 +175,10 @@ class ChannelPruner(LoopHooks):
         self.method, self.budget, self.seed = method, budget, seed
         self.round_to = round_to  # kept channels per group: a multiple of this (or all)
         self.left_dense = left_dense
+        # EPI's sub-network is one cut over all groups, whatever method.budget says
+        self.budget_kind = "global" if isinstance(schedule, EPISchedule) else budget
+        check_channel_budget([g.channels for g in groups], schedule.target, self.budget_kind,
+                             round_to)
         self.modules = dict(model.named_modules())
         channels = [GroupChannels(g, self.modules) for g in groups]
         self.scope = ForwardScope()
@@ -339,7 +344,10 @@ class ChannelPruner(LoopHooks):
         pruned = sum(int((~k).sum()) for k in self.kept.values())
         return {"groups": len(self.groups), "total": self.num_channels, "pruned": pruned,
                 "fraction": pruned / max(1, self.num_channels),
-                "expected_pruned": sum(self.counts), "round_to": self.round_to}
+                "expected_pruned": sum(self.counts), "round_to": self.round_to,
+                # before rounding to blocks (round_kept): what the target asked for
+                "target_pruned": target_channels([g.channels for g in self.groups],
+                                                 self.schedule.target, self.budget_kind)}
 
     def state_dict(self) -> dict:
         keeps = [m.keep.clone() for m in self.masks if isinstance(m, BinaryChannelMask)]

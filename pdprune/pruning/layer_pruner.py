@@ -25,6 +25,7 @@ from ..distributed import from_main
 from ..errors import ConfigError
 from ..export.latency import compare_latency
 from .blocks import Block, block_scores, count_blocks, find_blocks, remove_blocks, scored_modules
+from .budgets import check_blocks
 from .importance import ImportanceMeter, accumulate
 from .pruner import LayerResult, LoopHooks
 from .schedules import OneShotSchedule
@@ -46,13 +47,7 @@ class LayerPruner(LoopHooks):
         self.latency_batch, self.input_shape = latency_batch, input_shape
         self.train_batches, self.importance_batches = train_batches, importance_batches
         self.blocks: list[Block] = find_blocks(model)
-        if not self.blocks:
-            raise ConfigError("method", "layerprune", f"the model ({type(model).__name__}) has no "
-                              "removable block (residual blocks of unchanged shape, VGG convs, "
-                              "encoder layers)")
-        if layers_to_remove is not None and layers_to_remove >= len(self.blocks):
-            raise ConfigError("method.layers_to_remove", layers_to_remove, f"the model has "
-                              f"{len(self.blocks)} removable blocks; at least one must stay")
+        check_blocks(len(self.blocks), layers_to_remove, type(model).__name__)
         self.params = {b.name: sum(p.numel() for p in model.get_submodule(b.name).parameters())
                        for b in self.blocks}
         self.blocks_before = count_blocks(model)

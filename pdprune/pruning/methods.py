@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from .budgets import check_cut
 from .granularity import Granularity
 from .masks import BinaryMask, PDPSoftMask
 from .selection import global_budget, keep_largest, uniform_budget
@@ -29,6 +30,10 @@ class Layer:
         return self.module.parametrizations.weight.original
 
 
+def _sizes(granularity: Granularity, layers: list[Layer]) -> list[tuple[str, int]]:
+    return [(layer.name, granularity.units_per_row(layer.original)) for layer in layers]
+
+
 class MagnitudeMethod:
     """Keep the largest |w|: binary masks recomputed whenever the target changes.
 
@@ -48,7 +53,9 @@ class MagnitudeMethod:
 
     def counts(self, layers: list[Layer], sparsity: float, final: float) -> list[int]:
         if self.budget == "global":
-            return global_budget([self.scores(layer) for layer in layers], sparsity)
+            counts = global_budget([self.scores(layer) for layer in layers], sparsity)
+            check_cut(_sizes(self.granularity, layers), counts, final)
+            return counts
         return uniform_budget([self.granularity.units_per_row(layer.original)
                                for layer in layers], sparsity)
 
@@ -109,6 +116,7 @@ class PDPMethod:
             if self.budget == "global":
                 self.budgets = global_budget(
                     [self.granularity.magnitudes(layer.original) for layer in layers], final)
+                check_cut(_sizes(self.granularity, layers), self.budgets, final)
             else:
                 self.budgets = uniform_budget(
                     [self.granularity.units_per_row(layer.original) for layer in layers], final)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import PdpruneError
+from .budgets import check_weight_budget
 from .methods import Layer, Method
 from .schedules import Schedule
 
@@ -62,6 +63,9 @@ class Pruner(LoopHooks):
         self.layers = [Layer(name, module) for name, module in supported]
         self.sparsity = 0.0  # the schedule's value the masks currently implement
         self.counts = [0] * len(self.layers)  # units pruned per row, per layer
+        if self.granularity.pruned_per_row is None:  # N:M keeps n >= 1 per group by design
+            check_weight_budget([(layer.name, self.granularity.units_per_row(layer.original))
+                                 for layer in self.layers], schedule.target, method.budget)
 
     @property
     def final_sparsity(self) -> float:
@@ -135,6 +139,12 @@ class Pruner(LoopHooks):
             if abs(pruned - expected) > ties:
                 raise PdpruneError(f"{layer.name}: hardened mask prunes {pruned} weights, the "
                                    f"budget asked for {expected} ({ties} ties)")
+            # nan * 0 is nan: a pruned weight that did not bake to zero is not pruned
+            unbaked = int((layer.module.weight[~hard] != 0).sum())
+            if unbaked:
+                raise PdpruneError(f"{layer.name}: {unbaked} pruned weights are not zero after "
+                                   "baking (the weights are not finite: lower optim.lr or set "
+                                   "trainer.grad_clip_norm)")
         return results
 
     def _group_check(self, weight: torch.Tensor, count: int) -> tuple[int | None, int | None]:

@@ -79,6 +79,11 @@ def uniform_budget(units: list[int], sparsity: float) -> list[int]:
     return [round(sparsity * n) for n in units]
 
 
+def global_total(units: int, sparsity: float) -> int:
+    """Units one global cut prunes out of `units`."""
+    return round(sparsity * units)
+
+
 def global_budget(scores: list[torch.Tensor], sparsity: float) -> list[int]:
     """Units to prune per layer from ONE cut over all layers' scores.
 
@@ -86,13 +91,19 @@ def global_budget(scores: list[torch.Tensor], sparsity: float) -> list[int]:
     ties by position, so the counts are deterministic).
     """
     flat = torch.cat([s.reshape(-1).float() for s in scores])
-    total = round(sparsity * flat.numel())
+    total = global_total(flat.numel(), sparsity)
     sizes = torch.tensor([s.numel() for s in scores])
     if total == 0:
         return [0] * len(scores)
     cut = torch.argsort(flat, stable=True)[:total]
     layer_of = torch.repeat_interleave(torch.arange(len(scores)), sizes).to(cut.device)
     return torch.bincount(layer_of[cut], minlength=len(scores)).tolist()
+
+
+def kept_options(channels: int, multiple: int) -> list[int]:
+    """Kept counts a group of `channels` may end with: multiples of `multiple`, or all."""
+    multiple = max(1, multiple)
+    return sorted({*range(multiple, channels + 1, multiple), channels})
 
 
 def round_kept(channels: list[int], pruned: list[int], multiple: int) -> list[int]:
@@ -106,8 +117,7 @@ def round_kept(channels: list[int], pruned: list[int], multiple: int) -> list[in
     keeps at least one channel (or one block), also with multiple=1: a group pruned whole would
     cut the network in two.
     """
-    multiple = max(1, multiple)
-    allowed = [sorted({*range(multiple, n + 1, multiple), n}) for n in channels]
+    allowed = [kept_options(n, multiple) for n in channels]
     kept = [n - p for n, p in zip(channels, pruned, strict=True)]
     low = [max([a for a in options if a <= k], default=options[0])
            for options, k in zip(allowed, kept, strict=True)]

@@ -1,9 +1,12 @@
-"""metrics.jsonl: one JSON object per epoch, appended and flushed as each epoch ends."""
+"""metrics.jsonl: one JSON object per epoch, written as each epoch ends. Every write replaces
+the whole file (files.replacing), so a failed write (a full disk) keeps the epochs before it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from ..files import write_text
 
 
 class MetricsLog:
@@ -18,8 +21,8 @@ class MetricsLog:
     def truncate(self, epochs: int) -> None:
         """Keep the records of the first `epochs` epochs (a resumed run rewrites the rest)."""
         kept = [r for r in self.read() if r["epoch"] <= epochs]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        before = self.path.read_text() if self.path.exists() else ""
+        write_text(self.path, before + json.dumps(record) + "\n")
