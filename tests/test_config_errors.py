@@ -126,12 +126,11 @@ def test_cli_exits_2_with_one_line_and_leaves_no_folder(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("argv", "message"), [
-    (["optim.lr=nan"], "optim.lr=nan: must be a finite number"),
+    # two of the BAD table's kinds, end to end (each is a process start: seconds): a key added
+    # with + (past Hydra's closed schema) and a check on the model built on the meta device
     (["+trainer.epoch=3"], "trainer.epoch=3: no such key (did you mean trainer.epochs?)"),
-    (["trainer.device=cuda:99"], "trainer.device=cuda:99: "),
     (["method=layerprune", "model=resnet20", "method.layers_to_remove=9"],
      "method.layers_to_remove=9: model=resnet20 has 7 removable blocks"),
-    (["export.latency_batch_sizes=[0]"], "export.latency_batch_sizes=[0]: must be"),
 ])
 def test_cli_refuses_before_any_folder(tmp_path, argv, message):
     proc = subprocess.run([sys.executable, "-m", "pdprune", *argv], cwd=tmp_path,

@@ -44,7 +44,12 @@ def test_every_model_on_tiny_cifar10(make_cfg, trees, tmp_path, model):
     check(run(cfg, tmp_path))
 
 
-@pytest.mark.parametrize("model", MODELS)
+# ImageNet-sized inputs take the torchvision builders' other path (stem, pooling); a deeper
+# member of a family on it adds nothing that its CIFAR run and resnet18 / vgg11_bn here miss
+IMAGENET_MODELS = [m for m in MODELS if m not in ("resnet34", "resnet50", "vgg16_bn")]
+
+
+@pytest.mark.parametrize("model", IMAGENET_MODELS)
 def test_every_model_on_tiny_imagefolder(make_cfg, trees, tmp_path, model):
     # 64 px crops take the torchvision models' ImageNet path, except VGG, whose ImageNet head
     # (25088 x 4096 x 4096) would make this test a minute long: it keeps the small head
