@@ -363,3 +363,27 @@ def test_layer_pruned_weights_without_their_run_are_one_line(layer_pruned, tmp_p
     with pytest.raises(PdpruneError) as err:
         check([*RESNET, "model=resnet56", f"model.checkpoint={other}"])
     one_line(err)
+
+
+class ShellCommand:
+    """Unpickled without weights_only, this would run a shell command (os.system): torch names
+    such a blocked module in a message of its own."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_a_checkpoint_that_pickles_a_shell_command_runs_nothing(tmp_path):
+    target = tmp_path / "created_by_the_shell"
+    path = tmp_path / "run" / CHECKPOINT
+    path.parent.mkdir(parents=True)
+    torch.save({"config": ShellCommand(f"touch {target}")}, path)
+    with pytest.raises(PdpruneError) as err:
+        load_checkpoint(path)
+    assert not target.exists()
+    text = one_line(err)
+    assert text.startswith(f"checkpoint {path}: it holds a pickled object (")
+    assert "nothing in it ran" in text and "weights_only" not in text

@@ -38,6 +38,10 @@ def load_reason(exc: BaseException) -> str:
     """Why torch.load / safetensors refused a file, in a few words (torch's own text is a
     paragraph that suggests weights_only=False: never for a file we did not write)."""
     text = str(exc)
+    blocked = re.search(r"unsupported GLOBAL (\S+) whose module \S+ is blocked", text)
+    if blocked:  # torch names a blocked module (os, posix, subprocess...) outside that header
+        return (f"it holds a pickled object ({blocked.group(1)}), not only tensors and plain "
+                "values; refused, nothing in it ran")
     if "WeightsUnpickler error:" in text:
         found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
         if found:
