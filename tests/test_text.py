@@ -76,6 +76,16 @@ def test_tokens_are_cached_and_reused(tokenizer, tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("*.pt"))) == 2
 
 
+@pytest.mark.parametrize("damage", [b"", b"\x80\x02random bytes", b"PK\x03\x04cut"])
+def test_a_damaged_token_cache_is_rebuilt(tokenizer, tmp_path, damage):
+    examples = TextExamples(["a good film", "bad"], [1, 0])
+    first = tokenize(tokenizer, examples, 16, tmp_path)
+    (cached,) = tmp_path.glob("*.pt")
+    cached.write_bytes(damage)
+    assert torch.equal(tokenize(tokenizer, examples, 16, tmp_path), first)
+    assert torch.equal(torch.load(cached, weights_only=True), first)  # written anew
+
+
 def test_rotten_tomatoes_has_its_12808_labelled_sentences(make_cfg, tmp_path):
     examples = read_rotten_tomatoes(rotten_tomatoes_file())
     assert len(examples) == 12808 and sum(examples.labels) == 7403  # fresh; 5,405 rotten

@@ -74,8 +74,10 @@ def tokenize(tokenizer, examples: TextExamples, max_length: int, cache: Path) ->
     path = cache / f"{_fingerprint(tokenizer, examples, max_length)}.pt"
     if path.is_file():
         try:
-            return torch.load(path, weights_only=True)
-        except (OSError, RuntimeError):
+            ids = torch.load(path, weights_only=True)
+            if isinstance(ids, torch.Tensor):
+                return ids
+        except Exception:  # noqa: BLE001 - unpickling fails in many ways on a damaged file
             pass  # a damaged cache file is simply rebuilt
     encoded = tokenizer(examples.first, examples.second, truncation=True, max_length=max_length,
                         padding="max_length", return_attention_mask=False,
