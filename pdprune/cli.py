@@ -21,9 +21,9 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR
-from .config.errors import describe
+from .config.compose_errors import describe
 from .config.preflight import check, with_resume
-from .errors import PdpruneError
+from .errors import PdpruneError, Preempted
 from .files import write_text
 from .report import ERROR_FILE
 from .run_folder import Plan, clear_outputs, finish_sweep, plan_output, remove_if_fresh, resumes
@@ -76,7 +76,7 @@ def write_failure(exc: Exception, run_dir: Path) -> str | None:
 def hydra_job(cfg: DictConfig) -> None:
     from .distributed import stop
     from .run import run  # torch and friends load only once the config is known to be good
-    from .train.preempt import Preempted, resume_requeued
+    from .train.preempt import resume_requeued
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

@@ -1,4 +1,4 @@
-"""One run: config -> data, model, pruner, trainer; then train, harden, export, summarise."""
+"""One run: config -> data, model, pruning, trainer; then train, harden, export, summarise."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .api import Pruning
 from .config.validate import validate
 from .data import build_data
 from .data.bundle import FirstBatches
@@ -23,13 +24,12 @@ from .distributed import (
     world_from_env,
 )
 from .distributed import backend as dist_backend
-from .export import build_summary, format_summary, layer_macs, parameter_counts, write_summary
 from .export.exporter import export_latency, export_run, save_weights
-from .export.training_cost import forward_macs_per_epoch, training_cost
+from .measure import build_summary, format_summary, layer_macs, parameter_counts, write_summary
+from .measure.training_cost import macs_per_epoch, training_cost
 from .models import build_model
 from .models.text_names import TEXT_MODELS
 from .models.width_match import matched_width
-from .pruning import ChannelPruner, LayerPruner, NoPruning, build_pruner
 from .pruning.targets import select_targets
 from .train import (
     Trainer,
@@ -99,9 +99,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, world: World = SINGLE) -> Trai
             model.load_state_dict(teacher.state_dict())
         distiller = Distiller(teacher, cfg.trainer.distill.temperature,
                               cfg.trainer.distill.weight)
-    pruner = build_pruner(cfg, model, steps_per_epoch=len(data.train),
-                          input_shape=data.input_shape, train_batches=lambda: one_pass(data.train))
-    return make_trainer(cfg, model, data, pruner, device, run_dir, cfg.trainer.epochs,
+    pruning = Pruning.from_config(cfg, model, steps_per_epoch=len(data.train),
+                                  input_shape=data.input_shape,
+                                  train_batches=lambda: one_pass(data.train))
+    return make_trainer(cfg, model, data, pruning, device, run_dir, cfg.trainer.epochs,
                         distiller, world)
 
 
@@ -119,12 +120,13 @@ def narrow_to_match(cfg: DictConfig, data) -> None:
              "%.3g: %d", wide, width, params, wide, cfg.model.match_nonzeros, target)
 
 
-def make_trainer(cfg: DictConfig, model, data, pruner, device: torch.device, run_dir: Path,
+def make_trainer(cfg: DictConfig, model, data, pruning: Pruning, device: torch.device,
+                 run_dir: Path,
                  epochs: int, distiller: Distiller | None = None,
                  world: World = SINGLE) -> Trainer:
     optimizer = build_optimizer(cfg.optim, model)
     lr_scheduler = build_lr_scheduler(cfg.optim, optimizer, epochs)
-    return Trainer(model, data, pruner, optimizer, lr_scheduler, epochs=epochs,
+    return Trainer(model, data, pruning, optimizer, lr_scheduler, epochs=epochs,
                    device=device, amp_dtype=resolve_amp(cfg.trainer.amp, device),
                    run_dir=run_dir, label_smoothing=cfg.trainer.label_smoothing,
                    grad_clip_norm=cfg.trainer.grad_clip_norm,
@@ -140,8 +142,9 @@ def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder
     """Dense fine-tuning of the distillation teacher, for distill.teacher_epochs, into `folder`
     (its metrics.jsonl, checkpoint and model.safetensors)."""
     folder.mkdir(parents=True, exist_ok=True)
-    pruner = NoPruning(model, [])
-    trainer = make_trainer(cfg, model, data, pruner, device, folder,
+    dense = OmegaConf.merge(cfg, {"method": {"name": "dense"}})
+    pruning = Pruning.from_config(dense, model, steps_per_epoch=len(data.train))
+    trainer = make_trainer(cfg, model, data, pruning, device, folder,
                            cfg.trainer.distill.teacher_epochs, world=world)
     trainer.fit()
     val = evaluate(model, data.val, device, trainer.amp_dtype)
@@ -180,12 +183,17 @@ def measures_latency(cfg: DictConfig) -> bool:
                                   and cfg.model.name not in TEXT_MODELS)
 
 
-def channel_training_cost(cfg: DictConfig, pruner: ChannelPruner, data, summary: dict) -> dict:
-    """Training MACs of a channel-pruning run: each epoch at the channel counts it trained."""
+def measured_training_cost(cfg: DictConfig, pruning: Pruning, data, summary: dict) -> dict | None:
+    """Training MACs of a run whose pruning shrinks the trained network (channels): each
+    epoch at the size it trained; None when pruning leaves the trained network's size alone."""
+    units = pruning.epoch_units()
+    if units is None:
+        return None
     samples = min(data.train.num_samples, len(data.train) * cfg.dataset.batch_size)
-    epoch_macs = forward_macs_per_epoch(
-        lambda: build_model(cfg.model, data.input_shape, data.num_classes), data.input_shape,
-        pruner.groups, pruner.epoch_counts)
+    epoch_macs = macs_per_epoch(
+        lambda counts: pruning.core.shrink(build_model(cfg.model, data.input_shape,
+                                                       data.num_classes), counts,
+                                           data.input_shape), data.input_shape, units)
     return training_cost(epoch_macs, summary["flops_dense"], samples)
 
 
@@ -206,13 +214,13 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
         check_same_run(payload["config"], trainer.config)
         trainer.load_checkpoint(payload)
         log.info("resumed from %s after epoch %d", path, trainer.state.epoch)
-    data, model, pruner = trainer.data, trainer.model, trainer.pruner
-    log.info("%s: %d prunable weights in %d layers, %d train batches/epoch, device %s",
-             cfg.method.name, pruner.num_prunable, len(pruner.layers), len(data.train),
-             trainer.device)
+    data, model, pruning = trainer.data, trainer.model, trainer.pruning
+    log.info("%s: %d prunable weights in %d %s, %d train batches/epoch, device %s",
+             cfg.method.name, pruning.num_prunable, len(pruning.layers),
+             "blocks" if pruning.unit == "blocks" else "layers", len(data.train), trainer.device)
     state = trainer.fit()
 
-    layers = pruner.finalize()
+    pruning.finalize()
     if world.active:  # identical on every rank, or the run is wrong: measure, then rank 0 goes on
         difference = max_difference_across_ranks(model)
         if not world.is_main:
@@ -221,9 +229,8 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
                  world.size, difference)
     accuracy = {split: evaluate(model, loader, trainer.device, trainer.amp_dtype)
                 for split, loader in (("val", data.val), ("test", data.test))}
-    pattern = (cfg.granularity.n, cfg.granularity.m) if cfg.granularity.name == "nm" else None
     batch = sample_batch(data.test)
-    exported, export_info = export_run(cfg.export, model, pruner, batch, run_dir, pattern)
+    exported, export_info = export_run(cfg.export, model, pruning.export_plan(), batch, run_dir)
     latency = None
     if measures_latency(cfg):  # the same architecture unpruned vs what was exported
         dense = build_model(cfg.model, data.input_shape, data.num_classes)
@@ -232,24 +239,23 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
                                  cfg.export.latency_warmup, cfg.export.latency_repeats, onnx_file,
                                  compiled=cfg.export.latency_compiled)
     summary = build_summary(
-        labels=labels or default_labels(cfg), target=pruner.final_sparsity, layers=layers,
-        left_dense=pruner.left_dense,
+        labels=labels or default_labels(cfg), unit=pruning.unit,
+        target=pruning.final_sparsity, achieved=pruning.achieved_sparsity(),
+        layers=pruning.results, left_dense=pruning.left_dense,
         macs=layer_macs(model, data.input_shape, trainer.device),
         params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
         train_time_s=state.train_time_s, run_dir=run_dir, input_shape=data.input_shape,
         num_classes=data.num_classes, latency=latency, export=export_info,
-        channels=pruner.channel_summary() if hasattr(pruner, "channel_summary") else None,
-        blocks=pruner.layer_summary() if isinstance(pruner, LayerPruner) else None)
+        sections=pruning.summary_sections())
     if world.active:
         summary["distributed"] = {"world_size": world.size, "backend": dist_backend(),
                                   "max_difference_across_ranks": difference,
                                   "global_batch_size": cfg.dataset.batch_size}
     if cfg.model.get("match_nonzeros") is not None:
         summary["model_width"] = cfg.model.width
-    if isinstance(pruner, ChannelPruner):
-        summary["training_cost"] = channel_training_cost(cfg, pruner, data, summary)
-        if pruner.epi is not None:
-            summary["epi"] = pruner.epi.summary()
+    cost = measured_training_cost(cfg, pruning, data, summary)
+    if cost is not None:
+        summary["training_cost"] = cost
     write_summary(run_dir / "summary.json", summary)
     print(format_summary(summary), flush=True)
     return summary

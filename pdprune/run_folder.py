@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR
-from .config.errors import describe
+from .config.compose_errors import describe
 from .config.preflight import job_overrides
 from .errors import ConfigError, PdpruneError
 from .report import ERROR_FILE, error_line, job_order

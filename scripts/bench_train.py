@@ -65,7 +65,7 @@ def build(method: str, args: argparse.Namespace, run_dir: Path):
         cfg = compose("train", overrides=overrides)
     trainer = build_trainer(cfg, run_dir)
     trainer.state.step = LATE_IN_TRAINING
-    trainer.pruner.before_step(trainer.state.step)  # PDP: budgets from this model's weights
+    trainer.pruning.before_step(trainer.state.step)  # PDP: budgets from this model's weights
     return trainer
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         "median_step_s": median,
         "steps_per_s": {m: 1 / s for m, s in median.items()},
         "ratio_to_dense": {m: median[m] / median["dense"] for m in METHODS},
-        "achieved_sparsity": {m: t.pruner.achieved_sparsity() for m, t in trainers.items()},
+        "achieved_sparsity": {m: t.pruning.achieved_sparsity() for m, t in trainers.items()},
         **({"peak_memory_mb": peak_mb} if peak_mb else {}),
     }
     print(f"{args.model}, batch {args.batch_size}, {args.input}px, {args.granularity} sparsity "

@@ -1,4 +1,4 @@
-"""EPI against pruning at each fixed epoch: accuracy vs training cost (METHODS.md section 4).
+"""EPI against pruning at each fixed epoch: accuracy vs training cost (docs/methods.md#epi).
 
     python scripts/epi_vs_grid.py --out results/epi_vs_grid
     python scripts/epi_vs_grid.py --model resnet20 --epochs 10 --sparsity 0.5

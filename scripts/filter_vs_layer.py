@@ -1,5 +1,5 @@
 """Filter (channel) pruning vs layer pruning of the same model, matched at equal measured latency
-(LayerPrune's question; METHODS.md section 3).
+(LayerPrune's question; docs/methods.md#layerprune).
 
     python scripts/filter_vs_layer.py --out results/filter_vs_layer
     python scripts/filter_vs_layer.py --model resnet56 --layers 3 6 9 --epochs 5
@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 from pdprune.config import CONFIG_DIR
 from pdprune.errors import ConfigError
 from pdprune.export.compact import compact_model
-from pdprune.export.latency import compare_latency
+from pdprune.measure.latency import compare_latency
 from pdprune.models import build_model
 from pdprune.pruning import build_pruner
 from pdprune.sweep import (
@@ -62,7 +62,8 @@ def channel_latency_curve(common: list[str], shape: tuple[int, ...], classes: in
                 continue
             pruner.set_sparsity(s)
             pruner.finalize()
-            compact, _ = compact_model(model, pruner.pruned_channels(), torch.randn(2, *shape))
+            compact, _ = compact_model(model, pruner.export_plan().removed_units,
+                                       torch.randn(2, *shape))
             timing = compare_latency({"dense": dense, "compact": compact}, shape, LATENCY_BATCH,
                                      torch.device("cpu"), warmup=3, repeats=repeats)
             ratio = timing["compact"]["median_ms"] / timing["dense"]["median_ms"]

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from pdprune.export.exporter import export_latency
-from pdprune.export.latency import format_latency
+from pdprune.measure.latency import format_latency
 from pdprune.models import build_model
 from pdprune.train.checkpoint import CHECKPOINT, load_checkpoint
 

@@ -12,15 +12,15 @@ import torch
 from torch import nn
 
 from pdprune.errors import ConfigError, PdpruneError
-from pdprune.export.summary import build_summary, format_summary
+from pdprune.measure.results import LayerResult
+from pdprune.measure.summary import build_summary, format_summary
 from pdprune.pruning import build_pruner
-from pdprune.pruning.budgets import (
+from pdprune.pruning.limits import (
     check_blocks,
     check_channel_budget,
     check_cut,
     check_weight_budget,
 )
-from pdprune.pruning.pruner import LayerResult
 
 
 def net(hidden: tuple[int, int] = (4, 10)) -> nn.Module:
@@ -128,11 +128,14 @@ def test_a_pruned_weight_that_does_not_bake_to_zero_is_an_error(make_cfg):
 
 
 def summary_of(layers: list[LayerResult], channels: dict | None = None) -> dict:
+    prunable = sum(layer.params for layer in layers)
     return build_summary(
         labels={"model": "m", "dataset": "d", "method": "x", "granularity": "g", "schedule": "s"},
-        target=0.5, layers=layers, left_dense=[], macs={}, params=(100, 50),
+        unit="channels" if channels else "weights", target=0.5,
+        achieved=channels["fraction"] if channels else sum(r.pruned for r in layers) / prunable,
+        layers=layers, left_dense=[], macs={}, params=(100, 50),
         accuracy={"test": {"top1": 0.5}}, epochs=1, train_time_s=0.0, run_dir=Path("r"),
-        input_shape=(3,), num_classes=2, channels=channels)
+        input_shape=(3,), num_classes=2, sections={"channels": channels} if channels else None)
 
 
 def test_summary_says_exact_only_when_exact():
@@ -167,7 +170,7 @@ def test_pruner_reports_the_unrounded_channel_target(make_cfg):
                    "sparsity=0.3")
     pruner = build_pruner(cfg, net((16, 24)), steps_per_epoch=2, input_shape=(3,))
     pruner.finalize()
-    summary = pruner.channel_summary()
+    summary = pruner.summary_sections()["channels"]
     assert (summary["target_pruned"], summary["expected_pruned"], summary["pruned"]) == (12, 16, 16)
 
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from pdprune.errors import PdpruneError
 from pdprune.export.compact import TOLERANCE, compact_model, max_abs_difference
-from pdprune.export.cost import parameter_counts
 from pdprune.export.portable import save_onnx, save_program
+from pdprune.measure.cost import parameter_counts
 from pdprune.models import build_model
 from pdprune.pruning import build_pruner
 from pdprune.pruning.selection import round_kept
@@ -49,8 +49,8 @@ def test_pdp_channel_mask_matches_hand_computed_values_and_stays_in_the_graph(ma
     cfg = channel_cfg(make_cfg, "method=pdp", f"method.tau={TAU}", "method.budget=uniform",
                       "sparsity=0.34")
     pruner = build_pruner(cfg, net, steps_per_epoch=2, input_shape=(1, 2, 2))
-    assert [g.root for g in pruner.groups] == ["0"]
-    assert [m.name for m in pruner.groups[0].members] == ["0", "1"]  # conv and its BN
+    assert [g.root for g in pruner.structure.groups] == ["0"]
+    assert [m.name for m in pruner.structure.groups[0].members] == ["0", "1"]  # conv and its BN
     pruner.set_sparsity(0.34)
     assert pruner.counts == [1]
     # t = midpoint of the norms either side of the cut = (0.1 + 0.2) / 2
@@ -87,15 +87,15 @@ def test_soft_masks_are_computed_once_per_forward_with_unchanged_gradients(make_
         pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=(1, 12, 12))
         pruner.set_sparsity(0.5)
         if not shared:  # without the forward scope every member recomputes its group's mask
-            for hook in pruner._hooks:
+            for hook in pruner.structure._hooks:
                 hook.remove()
         calls: list[int] = []
-        for mask in pruner.masks:
+        for mask in pruner.structure.masks:
             mask._compute = counted(mask._compute, calls)
         model(x).square().sum().backward()
         computed.append(len(calls))
         grads.append([p.grad.clone() for p in model.parameters()])
-    assert computed[0] == len(pruner.groups) < computed[1]
+    assert computed[0] == len(pruner.structure.groups) < computed[1]
     for cached, fresh in zip(*grads, strict=True):
         torch.testing.assert_close(cached, fresh)
 
@@ -108,8 +108,8 @@ def test_hardening_zeroes_the_weakest_channel_everywhere(make_cfg):
     assert net[0].weight.flatten().tolist() == pytest.approx([0.0, -0.2, 0.4])
     assert net[1].weight.tolist() == [0.0, 2.0, 3.0] and net[1].bias.tolist() == [0, 0.5, 0.5]
     assert [(r.name, r.pruned, r.expected_pruned) for r in results] == [("0", 1, 1)]
-    assert pruner.channel_summary()["pruned"] == 1
-    assert pruner.pruned_channels()["0"].tolist() == [0]
+    assert pruner.summary_sections()["channels"]["pruned"] == 1
+    assert pruner.export_plan().removed_units["0"].tolist() == [0]
 
 
 MODELS = [("resnet18", (3, 32, 32)), ("resnet50", (3, 32, 32)), ("mobilenet_v2", (3, 32, 32)),
@@ -136,13 +136,13 @@ def test_compact_model_equals_masked_model(make_cfg, name, shape):
     model = trained_like(build_model(cfg.model, shape, 10))
     pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=shape)
     classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    assert all(classifier is not pruner.modules[m.name] for g in pruner.groups
+    assert all(classifier is not pruner.structure.modules[m.name] for g in pruner.structure.groups
                for m in g.members)  # its outputs are the classes
     pruner.finalize()
-    summary = pruner.channel_summary()
+    summary = pruner.summary_sections()["channels"]
     assert summary["pruned"] == summary["expected_pruned"] == round(0.5 * summary["total"])
     batch = torch.randn(8, *shape, generator=torch.Generator().manual_seed(1))
-    compact, check = compact_model(model, pruner.pruned_channels(), batch)
+    compact, check = compact_model(model, pruner.export_plan().removed_units, batch)
     assert check.fp64 <= 1e-9 and check.fp32 <= TOLERANCE  # the same function
     assert max_abs_difference(model, compact, batch * 3, torch.float64) <= 1e-9  # any batch
     dense, small = parameter_counts(model)[0], parameter_counts(compact)[0]
@@ -156,11 +156,12 @@ def test_residual_members_share_one_mask(make_cfg):
     cfg = channel_cfg(make_cfg, "model=resnet20", "method=magnitude", "sparsity=0.5")
     model = build_model(cfg.model, (1, 28, 28), 10)
     pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=(1, 28, 28))
-    stage1 = next(g for g in pruner.groups if "layer1.0.conv2" in [m.name for m in g.members])
+    stage1 = next(g for g in pruner.structure.groups
+                  if "layer1.0.conv2" in [m.name for m in g.members])
     assert {"conv1", "bn1", "layer1.0.bn2", "layer1.1.conv2", "layer1.2.conv2"} <= \
         {m.name for m in stage1.members}
     pruner.finalize()
-    zero_rows = [set((pruner.modules[n].weight.flatten(1) == 0).all(1).nonzero().flatten()
+    zero_rows = [set((pruner.structure.modules[n].weight.flatten(1) == 0).all(1).nonzero().flatten()
                      .tolist()) for n in ("conv1", "layer1.0.conv2", "layer1.2.conv2")]
     assert zero_rows[0] == zero_rows[1] == zero_rows[2] and len(zero_rows[0]) == 8
 
@@ -174,7 +175,7 @@ def test_pdp_training_then_compact(make_cfg):
     assert pruner.target_sparsity == pytest.approx(0.5, abs=0.01)
     pruner.finalize()
     batch = torch.randn(8, 1, 12, 12, generator=torch.Generator().manual_seed(0))
-    _, check = compact_model(model, pruner.pruned_channels(), batch)
+    _, check = compact_model(model, pruner.export_plan().removed_units, batch)
     assert check.fp64 <= 1e-9 and check.fp32 <= TOLERANCE
 
 
@@ -196,13 +197,13 @@ def test_kept_channels_are_whole_blocks_of_round_to(make_cfg, method):
     pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=shape)
     train_steps(model, pruner, 3, shape=shape, classes=10, lr=0.01)
     pruner.finalize()
-    kept = {root: int(k.sum()) for root, k in pruner.kept.items()}
-    sizes = {g.root: g.channels for g in pruner.groups}
+    kept = {root: int(k.sum()) for root, k in pruner.structure.kept.items()}
+    sizes = {g.root: g.channels for g in pruner.structure.groups}
     assert all(n % 8 == 0 or n == sizes[root] for root, n in kept.items()), kept
-    summary = pruner.channel_summary()
+    summary = pruner.summary_sections()["channels"]
     assert summary["pruned"] == summary["expected_pruned"]
     assert abs(summary["fraction"] - 0.5) < 0.02, summary  # rounding moves the total little
-    compact, _ = compact_model(model, pruner.pruned_channels(), torch.randn(4, *shape))
+    compact, _ = compact_model(model, pruner.export_plan().removed_units, torch.randn(4, *shape))
     convs = [m for m in compact.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.out_channels % 8 == 0 for c in convs), [c.out_channels for c in convs]
 
@@ -212,10 +213,10 @@ def test_a_compact_model_that_changes_outputs_is_refused(make_cfg):
     model = build_model(cfg.model, (1, 28, 28), 10)
     pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=(1, 28, 28))
     pruner.finalize()
-    pruned = pruner.pruned_channels()
+    pruned = pruner.export_plan().removed_units
     root = next(iter(pruned))
     with torch.no_grad():  # a pruned channel that still carries a bias: removing it changes y
-        pruner.modules[root].bias[pruned[root][0]] = 1.0
+        pruner.structure.modules[root].bias[pruned[root][0]] = 1.0
     with pytest.raises(PdpruneError, match="differ from the masked model's by .* in float64"):
         compact_model(model, pruned, torch.randn(4, 1, 28, 28))
 
@@ -226,7 +227,7 @@ def test_program_and_onnx_load_without_pdprune(tmp_path, make_cfg):
     pruner = build_pruner(cfg, model, steps_per_epoch=2, input_shape=(1, 16, 16))
     pruner.finalize()
     batch = torch.randn(4, 1, 16, 16)
-    compact, _ = compact_model(model, pruner.pruned_channels(), batch)
+    compact, _ = compact_model(model, pruner.export_plan().removed_units, batch)
     assert save_program(compact, batch, tmp_path / "m.pt2") <= TOLERANCE
     assert save_onnx(compact, batch, tmp_path / "m.onnx") <= 1e-4
     torch.save(compact.eval()(batch), tmp_path / "want.pt")

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pdprune.pruning.granularity import Unstructured
 from pdprune.pruning.masks import PDPSoftMask
+from pdprune.pruning.structures.granularity import Unstructured
 from pdprune.run import run
 
 from .conftest import TINY

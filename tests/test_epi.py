@@ -1,4 +1,4 @@
-"""EPI (METHODS.md section 4): sub-network similarity, EPI_t and the trigger, by hand; and a run
+"""EPI (docs/methods.md#epi): sub-network similarity, EPI_t and the trigger, by hand; and a run
 that logs EPI every epoch, prunes once at the trigger and reports it."""
 
 from __future__ import annotations

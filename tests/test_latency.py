@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pdprune.export.latency import format_latency, latency_table, measure_latency, time_interleaved
+from pdprune.measure.latency import format_latency, latency_table, measure_latency, time_interleaved
 from pdprune.run import run
 
 from .conftest import TINY

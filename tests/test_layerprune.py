@@ -1,4 +1,4 @@
-"""LayerPrune (METHODS.md section 3): block scores, one-shot removal, a shallower export."""
+"""LayerPrune (docs/methods.md#layerprune): block scores, one-shot removal, a shallower export."""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ import torch
 
 from pdprune.errors import ConfigError
 from pdprune.models import build_model
-from pdprune.pruning.blocks import (
-    block_scores,
-    count_blocks,
-    find_blocks,
-    remove_blocks,
-    scored_modules,
-)
+from pdprune.models.blocks import count_blocks, find_blocks, remove_blocks
 from pdprune.pruning.importance import ImportanceMeter, accumulate, static_scores
+from pdprune.pruning.structures.removable_blocks import block_scores, scored_modules
 from pdprune.run import run
 
 SHAPE = (1, 8, 8)

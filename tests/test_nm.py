@@ -11,8 +11,8 @@ from torch import nn
 from pdprune.config.preflight import check
 from pdprune.errors import PdpruneError
 from pdprune.pruning import build_pruner
-from pdprune.pruning.granularity import NM
 from pdprune.pruning.masks import PDPSoftMask
+from pdprune.pruning.structures.granularity import NM
 
 
 def test_groups_run_along_input_channels():
@@ -65,9 +65,9 @@ def test_every_group_holds_exactly_n_after_hardening(make_cfg, method, n, m):
         opt.step()
     # a tie inside a group must not break the pattern
     with torch.no_grad():
-        pruner.layers[0].original[0, 0:4, 0, 0] = 0.25
+        pruner.structure.layers[0].original[0, 0:4, 0, 0] = 0.25
     results = pruner.finalize()
-    for result, layer in zip(results, pruner.layers, strict=True):
+    for result, layer in zip(results, pruner.structure.layers, strict=True):
         nonzero = (NM(n, m).magnitudes(layer.module.weight) != 0).sum(dim=-1)
         assert torch.all(nonzero == n), result.name
         assert result.groups == result.groups_exact == len(nonzero)

@@ -1,4 +1,4 @@
-"""PDP's soft mask and its gradient against values computed by hand (METHODS.md section 1)."""
+"""PDP's soft mask and its gradient against values computed by hand (docs/methods.md#pdp)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from pdprune.pruning.granularity import Unstructured
 from pdprune.pruning.masks import PDPSoftMask
+from pdprune.pruning.structures.granularity import Unstructured
 
 W = [0.1, -0.2, 0.3, 0.4]
 TAU = 0.01

@@ -18,11 +18,11 @@ from safetensors.torch import load_file
 
 from pdprune.config.preflight import check
 from pdprune.data.bundle import FirstBatches, TensorLoader
-from pdprune.errors import ConfigError, PdpruneError
+from pdprune.errors import ConfigError, PdpruneError, Preempted
 from pdprune.run import run
 from pdprune.train import loop
 from pdprune.train.checkpoint import CHECKPOINT, load_checkpoint
-from pdprune.train.preempt import Preempted, StopSignals, checkpoint_interval, resume_requeued
+from pdprune.train.preempt import StopSignals, checkpoint_interval, resume_requeued
 
 from .conftest import TINY
 

@@ -52,15 +52,15 @@ def test_hard_masks_keep_exactly_k(make_cfg, method, budget):
     pruner = pruner_for(make_cfg, model, f"method={method}", f"method.budget={budget}",
                         "sparsity=0.7", "trainer.epochs=2", "schedule.epoch=0")
     train_steps(model, pruner, 5)
-    total = sum(layer.original.numel() for layer in pruner.layers)
-    zeros = sum(int((~layer.mask.mask).sum()) for layer in pruner.layers)
+    total = sum(layer.original.numel() for layer in pruner.structure.layers)
+    zeros = sum(int((~layer.mask.mask).sum()) for layer in pruner.structure.layers)
     assert zeros == round(0.7 * total) if budget == "global" else zeros == sum(
-        round(0.7 * layer.original.numel()) for layer in pruner.layers)
+        round(0.7 * layer.original.numel()) for layer in pruner.structure.layers)
     if budget == "uniform":
-        for layer in pruner.layers:
+        for layer in pruner.structure.layers:
             assert int((~layer.mask.mask).sum()) == round(0.7 * layer.original.numel())
     # the forward really sees zeros where the mask is off
-    for layer in pruner.layers:
+    for layer in pruner.structure.layers:
         assert torch.all(layer.module.weight[~layer.mask.mask] == 0)
 
 
@@ -72,7 +72,7 @@ def test_gmp_pruned_weights_never_come_back(make_cfg):
     previous = None
     for start in range(0, 60, 5):
         train_steps(model, pruner, 5, start)
-        masks = [layer.mask.mask.clone() for layer in pruner.layers]
+        masks = [layer.mask.mask.clone() for layer in pruner.structure.layers]
         if previous is not None:
             for before, now in zip(previous, masks, strict=True):
                 assert not torch.any(now & ~before), "a pruned weight was revived"
@@ -84,14 +84,14 @@ def test_pdp_budgets_are_set_once_from_the_global_cut(make_cfg):
     model = mlp()
     pruner = pruner_for(make_cfg, model, "method=pdp", "sparsity=0.6", "trainer.epochs=6",
                         "schedule.warmup_epochs=1", "schedule.ramp_epochs=2", steps_per_epoch=3)
-    weights = [layer.original.detach().abs().flatten() for layer in pruner.layers]
+    weights = [layer.original.detach().abs().flatten() for layer in pruner.structure.layers]
     cut = torch.cat(weights).sort().values[round(0.6 * sum(w.numel() for w in weights)) - 1]
     expected = [int((w <= cut).sum()) for w in weights]  # no ties in random weights
     pruner.before_step(3)  # first step after the warm-up epoch: half the budget
-    assert pruner.method.budgets == expected
+    assert pruner.budget.fixed == expected
     assert pruner.counts == [round(b / 2) for b in expected]
     train_steps(model, pruner, 6, start=3)  # weights move; budgets must not
-    assert pruner.method.budgets == expected
+    assert pruner.budget.fixed == expected
     assert pruner.counts == expected
 
 
@@ -101,13 +101,14 @@ def test_finalize_bakes_exact_sparsity(make_cfg, method):
     pruner = pruner_for(make_cfg, model, f"method={method}", "sparsity=0.75", "trainer.epochs=3",
                         steps_per_epoch=4)
     train_steps(model, pruner, 12)
-    masked_out = {layer.name: layer.module.weight.detach().clone() for layer in pruner.layers}
+    layers = pruner.structure.layers
+    masked_out = {layer.name: layer.module.weight.detach().clone() for layer in layers}
     results = pruner.finalize()
     total = sum(r.params for r in results)
     pruned = sum(r.pruned for r in results)
     assert pruned == sum(r.expected_pruned for r in results)
     assert abs(pruned - round(0.75 * total)) <= len(results)  # per-layer rounding at most
-    for r, (name, module) in zip(results, [(layer.name, layer.module) for layer in pruner.layers],
+    for r, (name, module) in zip(results, [(layer.name, layer.module) for layer in layers],
                                  strict=True):
         assert not hasattr(module, "parametrizations")  # plain weights again
         assert int((module.weight == 0).sum()) == r.pruned
@@ -125,7 +126,7 @@ def test_pruner_state_roundtrip_restores_pdp_counts(make_cfg):
     other.load_state_dict(pruner.state_dict())
     x = torch.randn(3, 1, 6, 6)
     assert torch.equal(model(x), other_model(x))
-    assert [layer.mask.pruned for layer in other.layers] == pruner.counts
+    assert [layer.mask.pruned for layer in other.structure.layers] == pruner.counts
 
 
 def test_depthwise_convs_are_skipped_by_default(make_cfg):

@@ -18,7 +18,7 @@ import torch
 
 from pdprune import cli, run_folder
 from pdprune.export.exporter import save_weights
-from pdprune.export.summary import write_summary
+from pdprune.measure.summary import write_summary
 from pdprune.train.metrics import MetricsLog
 from tests.conftest import TINY
 from tests.fakedata import write_cifar

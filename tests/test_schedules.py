@@ -1,4 +1,5 @@
-"""Schedules as functions of the real optimizer step (METHODS.md sections 1-2)."""
+"""Schedules as functions of the real optimizer step (docs/methods.md#pdp and
+#gradual-magnitude-pruning)."""
 
 from __future__ import annotations
 

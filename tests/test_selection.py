@@ -1,4 +1,4 @@
-"""Threshold, exact top-k and the budgets, including the global cut (METHODS.md sections 1-2)."""
+"""Threshold, exact top-k and the budgets, including the global cut (docs/methods.md#budgets)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, PdpruneError
 from . import CONFIG_DIR
-from .errors import describe
+from .compose_errors import describe
 from .validate import validate
 
 INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "resolve")
@@ -70,8 +70,7 @@ def check(argv: list[str]) -> int:
                 if cfg.trainer.resume:
                     _check_resumable(cfg)
                 if cfg.model.get("checkpoint"):  # loads, and fits the model (torch: on use)
-                    from ..models.checkpoint import check_checkpoint
-                    check_checkpoint(cfg)
+                    _check_checkpoint(cfg)
                 _check_budget(cfg)
             except OmegaConfBaseException as exc:  # e.g. an interpolation that cannot resolve
                 raise PdpruneError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
@@ -96,6 +95,33 @@ def _check_budget(cfg) -> None:
 
     input_shape, classes = shape
     check_targets(cfg, build_on_meta(cfg.model, input_shape, classes), input_shape)
+
+
+# One sample's shape and the class count each image dataset gives, known without reading it
+# (data/: digits.py, idx.py, cifar.py); imagenet's class count is its folder count, which only
+# sizes the classifier (a key skipped when its shape differs).
+def _check_checkpoint(cfg) -> None:
+    """model.checkpoint: the file loads (safely) and is a state_dict, and for an image model its
+    keys and shapes fit the model, built on the meta device (no memory, no data read). Text
+    models (a pretrained encoder to load) and model.match_nonzeros (a width derived at start)
+    are checked when the run builds them. Here, not in models/: models do not read datasets."""
+    import torch
+
+    from ..data.locate import nominal_input
+    from ..models import build_on_meta
+    from ..models.checkpoint import check_fits, read_state_dict, shallower, weights_file
+    from ..models.text_names import TEXT_MODELS
+
+    path = weights_file(cfg.model.checkpoint)
+    state = read_state_dict(path)
+    shape = nominal_input(cfg.dataset)
+    if (shape is None or cfg.model.name in TEXT_MODELS
+            or cfg.model.get("match_nonzeros") is not None):
+        return
+    model = build_on_meta(cfg.model, *shape)
+    with torch.device("meta"):
+        shallower(model, path)
+    check_fits(model, state, path)
 
 
 def _is_multirun(argv: list[str]) -> bool:

@@ -300,7 +300,7 @@ class OneShotScheduleConfig:
 
 @dataclass
 class EPIScheduleConfig:
-    """Prune channels once, when the early pruning indicator fires (METHODS.md section 4)."""
+    """Prune channels once, when the early pruning indicator fires (docs/methods.md#epi)."""
 
     name: str = "epi"
     target: float = MISSING

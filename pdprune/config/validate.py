@@ -20,7 +20,7 @@ from ..errors import ConfigError, PdpruneError
 from ..models.text_names import TEXT_MODELS
 from ..pruning.importance import CRITERIA
 from ..train.preempt import checkpoint_interval
-from .errors import did_you_mean
+from .compose_errors import did_you_mean
 from .schema import NMConfig
 
 BUDGETS = ("uniform", "global")
@@ -28,8 +28,10 @@ LR_SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("auto", "bf16", "off")
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first bad key; return silently when the config is usable."""
+def validate(cfg: DictConfig, own_model: bool = False) -> None:
+    """Raise ConfigError naming the first bad key; return silently when the config is usable.
+    `own_model`: the caller brings the model (the public API), so cfg.model is not the one
+    pruned and checks of its architecture are left to the pruner."""
     check_known_keys(cfg)
     check_finite(cfg)
     if not 0.0 <= cfg.sparsity < 1.0:
@@ -79,7 +81,7 @@ def validate(cfg: DictConfig) -> None:
     _check_distill(cfg.trainer.distill)
     _check_export(cfg.export)
     check_dataset_files(cfg.dataset)
-    if cfg.method.name == "layerprune":
+    if cfg.method.name == "layerprune" and not own_model:
         _check_blocks(cfg)
 
 
@@ -335,7 +337,7 @@ def _check_blocks(cfg: DictConfig) -> None:
     count = removable_blocks(cfg)
     if count is None:
         return  # a text model of a family counted only when built: the run checks it
-    from ..pruning.budgets import check_blocks
+    from ..pruning.limits import check_blocks
 
     check_blocks(count, None if cfg.method.latency_budget is not None
                  else cfg.method.layers_to_remove, f"model={cfg.model.name}")
@@ -354,7 +356,7 @@ def removable_blocks(cfg: DictConfig) -> int | None:
         return config.get("num_hidden_layers") if config.get("model_type") in ENCODERS else None
     from ..data.locate import nominal_input
     from ..models import build_on_meta
-    from ..pruning.blocks import find_blocks
+    from ..models.blocks import find_blocks
 
     shape, classes = nominal_input(cfg.dataset)
     return len(find_blocks(build_on_meta(model, shape, classes)))

@@ -24,7 +24,7 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from ..errors import ConfigError, PdpruneError
-from ..train.preempt import ignore_stop_signals
+from ..signals import ignore_stop_signals
 from .bundle import Batch, DataBundle, EpochState, normalizer, one_line, seeded_split, to_device
 from .locate import class_folders, locate_dataset
 

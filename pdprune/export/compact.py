@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import PdpruneError
-from ..pruning.channel_groups import remove_channels
+from ..pruning.structures.coupled import remove_channels
 
 TOLERANCE = 1e-5  # max |compact - masked| on a real batch, eval mode, float64
 

@@ -15,10 +15,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..files import replacing
-from ..pruning import LayerPruner
+from ..measure.cost import layer_macs, parameter_counts
+from ..measure.latency import latency_table
+from ..pruning import ExportPlan
 from .compact import compact_model
-from .cost import layer_macs, parameter_counts
-from .latency import latency_table
 from .portable import save_and_reload_program, save_onnx, save_program
 from .semi_structured import sparse_kernel_report
 
@@ -31,21 +31,20 @@ def save_weights(model: nn.Module, path: Path) -> None:
         tmp.write_bytes(data)
 
 
-def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
-               run_dir: Path, pattern: tuple[int, int] | None = None) -> tuple[nn.Module, dict]:
+def export_run(cfg: DictConfig, model: nn.Module, plan: ExportPlan, batch: torch.Tensor,
+               run_dir: Path) -> tuple[nn.Module, dict]:
     """Write the run's files; returns the exported model (compact when asked) and what the
-    summary records about it. `batch` is a real batch, used for every equality check;
-    `pattern` is the N:M pattern (n, m) of granularity=nm."""
+    summary records about it. `plan` is the pruner's: what can be removed, whether the model is
+    already shallower, its N:M pattern. `batch` is a real batch, used for every check."""
     info: dict = {"files": []}
     if cfg.safetensors:
         save_weights(model, run_dir / "model.safetensors")
         info["files"].append("model.safetensors")
     exported = model
     if cfg.compact:
-        if not hasattr(pruner, "pruned_channels"):
-            raise ConfigError("export.compact", True, "needs granularity=channel (only whole "
-                              "channels can be removed)")
-        exported, check = compact_model(model, pruner.pruned_channels(), batch)
+        if plan.removed_units is None:
+            raise ConfigError("export.compact", True, plan.reason)
+        exported, check = compact_model(model, plan.removed_units, batch)
         save_weights(exported, run_dir / "compact.safetensors")
         with replacing(run_dir / "compact.pt2") as tmp:
             program_difference = save_program(exported, batch, tmp)
@@ -58,16 +57,16 @@ def export_run(cfg: DictConfig, model: nn.Module, pruner, batch: torch.Tensor,
                            "max_abs_diff_vs_masked_fp32": check.fp32,
                            "max_abs_diff_program": program_difference,
                            "check_batch": batch.shape[0]}
-    if isinstance(pruner, LayerPruner):
+    if plan.shallower:
         with replacing(run_dir / "model.pt2") as tmp:
             info["program"] = save_shallower(model, batch, tmp)
         info["files"].append("model.pt2")
-    if cfg.compact or isinstance(pruner, LayerPruner):
+    if cfg.compact or plan.shallower:
         info["sparse_kernel"] = {"used": False, "reason": "none needed: the exported model is "
                                  "a smaller dense model"}
     else:
         info["sparse_kernel"] = sparse_kernel_report(
-            model, pattern, batch, list(cfg.latency_batch_sizes), cfg.latency_warmup,
+            model, plan.pattern, batch, list(cfg.latency_batch_sizes), cfg.latency_warmup,
             cfg.latency_repeats)
     if cfg.onnx:
         name = "compact.onnx" if cfg.compact else "model.onnx"

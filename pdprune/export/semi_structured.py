@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from .latency import compare_latency
+from ..measure.latency import compare_latency
 
 DTYPE = torch.bfloat16  # the sparse kernels take half precision; bf16 is the AMP dtype here
 

@@ -107,7 +107,7 @@ def shallower(model: nn.Module, path: Path) -> None:
     names = removed_blocks(path)
     if not names:
         return
-    from ..pruning.blocks import remove_blocks  # pruning imports models: import on use
+    from .blocks import remove_blocks
 
     try:
         remove_blocks(model, names)
@@ -156,27 +156,3 @@ def load_weights(model: nn.Module, checkpoint: str | Path) -> nn.Module:
     log.info("model.checkpoint: loaded %d tensors from %s (%d skipped for their shape)",
              len(state) - len(mismatched), path, len(mismatched))
     return model
-
-
-# One sample's shape and the class count each image dataset gives, known without reading it
-# (data/: digits.py, idx.py, cifar.py); imagenet's class count is its folder count, which only
-# sizes the classifier (a key skipped when its shape differs).
-def check_checkpoint(cfg) -> None:
-    """Preflight for model.checkpoint, before any run folder exists: the file loads (safely)
-    and is a state_dict, and for an image model its keys and shapes fit the model, built on
-    the meta device (no memory, no data read). Text models (a pretrained encoder to load) and
-    model.match_nonzeros (a width derived at start) are checked when the run builds them."""
-    from ..data.locate import nominal_input
-    from . import build_on_meta
-    from .text_names import TEXT_MODELS
-
-    path = weights_file(cfg.model.checkpoint)
-    state = read_state_dict(path)
-    shape = nominal_input(cfg.dataset)
-    if (shape is None or cfg.model.name in TEXT_MODELS
-            or cfg.model.get("match_nonzeros") is not None):
-        return
-    model = build_on_meta(cfg.model, *shape)
-    with torch.device("meta"):
-        shallower(model, path)
-    check_fits(model, state, path)

@@ -1,4 +1,4 @@
-"""EPI, the early pruning indicator (Shen et al., CVPR 2022; METHODS.md section 4): decide at
+"""EPI, the early pruning indicator (Shen et al., CVPR 2022; docs/methods.md#epi): decide at
 which epoch to prune channels, from how stable the sub-network that pruning would keep is.
 
 After each epoch t the channels are ranked by importance and the kept-channel count n_l of

@@ -1,5 +1,5 @@
 """Filter importance: one score per output channel of a layer, shared by layer pruning
-(LayerPrune, METHODS.md section 3) and the early pruning indicator (EPI, section 4).
+(LayerPrune) and the early pruning indicator (EPI); docs/methods.md#importance-criteria.
 
 Criteria, per output channel c:
 - `l1`, `l2`: of the filter's weights W_c (conv / linear rows);
@@ -27,6 +27,7 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ..distributed import mean_across_ranks
+from ..errors import PdpruneError
 
 CRITERIA = ("l1", "l2", "taylor", "bn_gamma", "bn_taylor")
 GRADIENT_CRITERIA = ("taylor", "bn_taylor")
@@ -112,7 +113,8 @@ class ImportanceMeter:
         if not self.needs_gradients:
             return {n: static_scores(m, self.criterion) for n, m in self.modules.items()}
         if self.batches == 0:
-            raise RuntimeError(f"importance {self.criterion}: no gradients were accumulated")
+            raise PdpruneError(f"importance {self.criterion}: no gradients were seen (in your own "
+                               "loop, call pruning.after_backward() after each backward)")
         return {name: total / self.batches for name, total in self.sums.items()}
 
 

@@ -1,4 +1,8 @@
-"""Schedules: real optimizer step -> target sparsity now. Pure functions of the step count."""
+"""Schedules: real optimizer step -> target sparsity now (docs/methods.md).
+
+The pure ones are functions of the step count; a stateful one (EPI, epi_schedule.py) keeps its
+own state and is told about backwards and epoch ends through the same calls, which do nothing
+here."""
 
 from __future__ import annotations
 
@@ -7,10 +11,36 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from .epi import DEFAULT_TAU
+from .epi_schedule import EPISchedule
+
+
+class PureSchedule:
+    """A function of the step: nothing to observe, nothing to save."""
+
+    target: float
+
+    def due(self, step: int) -> bool:
+        """Whether pruning has begun by `step`."""
+        return self.sparsity_at(step) > 0
+
+    def after_backward(self) -> None:
+        pass
+
+    def end_epoch(self, epochs_done: int) -> dict:
+        return {}
+
+    def summary(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 @dataclass(frozen=True)
-class PDPSchedule:
+class PDPSchedule(PureSchedule):
     """Dense for `warmup_epochs`; then r(e) = min(1, eps * (e - warmup + 1)) * target per epoch."""
 
     target: float
@@ -32,7 +62,7 @@ class PDPSchedule:
 
 
 @dataclass(frozen=True)
-class CubicSchedule:
+class CubicSchedule(PureSchedule):
     """Zhu & Gupta: s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3 for t0 <= t <= t0 + n dt.
 
     t counts real optimizer steps. The value changes only at t0 + k dt (when masks are
@@ -61,40 +91,18 @@ class CubicSchedule:
 
 
 @dataclass(frozen=True)
-class OneShotSchedule:
+class OneShotSchedule(PureSchedule):
     """Zero until `epoch` starts, the target from then on."""
 
     target: float
     epoch: int
     steps_per_epoch: int
 
+    def due(self, step: int) -> bool:
+        return step >= self.epoch * self.steps_per_epoch
+
     def sparsity_at(self, step: int) -> float:
         return self.target if step >= self.epoch * self.steps_per_epoch else 0.0
-
-
-@dataclass
-class EPISchedule:
-    """Dense until the early pruning indicator fires (pruning/epi.py), then the target.
-
-    Not a pure function of the step: the indicator sets `prune_epoch` (epochs completed when it
-    fired) at the end of an epoch, at `max_epoch` at the latest; pruning starts with the next
-    step. It is part of the pruner's state, so a resumed run keeps it.
-    """
-
-    target: float
-    steps_per_epoch: int
-    criterion: str
-    tau: float
-    window: int
-    patience: int
-    max_epoch: int
-    prune_epoch: int | None = None
-    fallback: bool = False  # pruned at max_epoch because the indicator had not fired
-
-    def sparsity_at(self, step: int) -> float:
-        if self.prune_epoch is None or step < self.prune_epoch * self.steps_per_epoch:
-            return 0.0
-        return self.target
 
 
 Schedule = PDPSchedule | CubicSchedule | OneShotSchedule | EPISchedule
@@ -108,7 +116,7 @@ def build_schedule(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
                              (cfg.end_epoch - cfg.start_epoch) * steps_per_epoch, cfg.dt)
     if cfg.name == "oneshot":
         return OneShotSchedule(cfg.target, cfg.epoch, steps_per_epoch)
-    if cfg.name == "epi":
+    if cfg.name == "epi":  # watches the channel groups once they are known (EPISchedule.watch)
         tau = cfg.tau if cfg.tau is not None else DEFAULT_TAU[cfg.criterion]
         return EPISchedule(cfg.target, steps_per_epoch, cfg.criterion, tau, cfg.window,
                            cfg.patience, cfg.max_epoch)

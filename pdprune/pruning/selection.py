@@ -1,4 +1,5 @@
-"""Selections over magnitudes: the PDP midpoint threshold, exact top-k masks, budgets."""
+"""Selections over magnitudes: the PDP midpoint threshold, exact top-k masks, budgets
+(docs/methods.md#budgets)."""
 
 from __future__ import annotations
 

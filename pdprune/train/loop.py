@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..api import Pruning
 from ..data.bundle import DataBundle
 from ..distributed import SINGLE, World, data_parallel, global_mean_scale
-from ..errors import PdpruneError
+from ..errors import PdpruneError, Preempted
 from .checkpoint import (
     CHECKPOINT,
     restore_rng_states,
@@ -29,7 +30,7 @@ from .checkpoint import (
 from .distill import Distiller
 from .evaluate import autocast, evaluate
 from .metrics import MetricsLog
-from .preempt import CheckpointClock, Preempted, StopSignals
+from .preempt import CheckpointClock, StopSignals
 
 log = logging.getLogger("pdprune")
 
@@ -72,13 +73,14 @@ class FiniteLoss:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, data: DataBundle, pruner, optimizer, lr_scheduler, *,
-                 epochs: int, device: torch.device, amp_dtype: torch.dtype | None, run_dir: Path,
+    def __init__(self, model: nn.Module, data: DataBundle, pruning: Pruning, optimizer,
+                 lr_scheduler, *, epochs: int, device: torch.device,
+                 amp_dtype: torch.dtype | None, run_dir: Path,
                  label_smoothing: float = 0.0, grad_clip_norm: float | None = None,
                  progress: bool = True, config: dict | None = None,
                  channels_last: bool = False, compile_model: bool = False,
                  distiller: Distiller | None = None, world: World = SINGLE):
-        self.model, self.data, self.pruner = model, data, pruner
+        self.model, self.data, self.pruning = model, data, pruning
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
         self.run_dir, self.label_smoothing, self.progress = run_dir, label_smoothing, progress
@@ -124,13 +126,13 @@ class Trainer:
         started = time.perf_counter() - (partial["time_s"] if partial else 0.0)
         lr = self.optimizer.param_groups[0]["lr"]
         if partial is None:  # a resumed partial epoch has begun already
-            reshaped = self.pruner.begin_epoch(epoch)
+            reshaped = self.pruning.begin_epoch(epoch)
             for param in reshaped:
                 self.optimizer.state.pop(param, None)  # momentum of the old shape
             if reshaped and self.world.active:  # DDP's buckets hold the old parameters
                 self.train_forward = self._parallel(self.model)
         train = self.train_epoch(epoch, started, partial)
-        pruning = self.pruner.end_epoch(epoch + 1)
+        pruning = self.pruning.epoch_done(epoch + 1)
         self.lr_scheduler.step()
         val = evaluate(self.forward, self.data.val, self.device, self.amp_dtype)
         self.state.epoch = epoch + 1
@@ -139,8 +141,8 @@ class Trainer:
             "epoch": epoch + 1, "step": self.state.step, "lr": lr,
             "train_loss": train["loss"], "train_top1": train["top1"],
             **{f"val_{k}": v for k, v in val.items()},
-            "target_sparsity": self.pruner.target_sparsity,
-            "achieved_sparsity": self.pruner.achieved_sparsity(),
+            "target_sparsity": self.pruning.target_sparsity,
+            "achieved_sparsity": self.pruning.achieved_sparsity(),
             **pruning,
             "epoch_time_s": round(time.perf_counter() - started, 3),
         }
@@ -244,7 +246,7 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch already on the device; no host synchronisation.
         Returns the detached loss and logits."""
-        self.pruner.before_step(self.state.step)
+        self.pruning.before_step(self.state.step)
         with autocast(self.device, self.amp_dtype):
             logits = self.train_forward(x)
             if self.distiller is not None:
@@ -258,7 +260,7 @@ class Trainer:
         else:
             loss_to_reduce = loss
         loss_to_reduce.backward()
-        self.pruner.after_backward()
+        self.pruning.after_backward()
         if self.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         self.optimizer.step()
@@ -290,7 +292,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
-            "pruner": self.pruner.state_dict(),
+            "pruner": self.pruning.state_dict(),
             "train_loader": self.data.train.state_dict(),
             "rng": rng_states(),
             "config": self.config,
@@ -308,7 +310,7 @@ class Trainer:
 
     def _load_checkpoint(self, payload: dict) -> None:
         # the pruner first: layer pruning restores the architecture the weights belong to
-        self.pruner.load_state_dict(payload["pruner"])
+        self.pruning.load_state_dict(payload["pruner"])
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.lr_scheduler.load_state_dict(payload["lr_scheduler"])

@@ -14,11 +14,8 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..signals import SIGNALS
 
-# SIGUSR2 is submitit's own preemption signal (`--signal=USR2@<signal_delay_s>`): the run writes its
-# checkpoint first, then hands the signal to submitit, which requeues the job.
-SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
-                if hasattr(signal, name))
 CHECKPOINT = Path("checkpoints") / "last.pt"  # as train.checkpoint.CHECKPOINT (no torch here)
 
 
@@ -51,25 +48,6 @@ class CheckpointClock:
 
     def written(self) -> None:
         self.last = time.monotonic()
-
-
-class Preempted(Exception):
-    """A stop signal arrived; the checkpoint at `step` is written (rank 0). Exit 128 + signal."""
-
-    def __init__(self, signum: int, step: int, run_dir: Path, rank: int = 0):
-        self.signum, self.step, self.run_dir, self.rank = signum, step, Path(run_dir), rank
-        self.code = 128 + signum
-        super().__init__(f"{signal.Signals(signum).name} at step {step}")
-
-    def line(self, run_dir: Path) -> str:
-        """The one line for the user; `run_dir` is the folder `trainer.resume` takes."""
-        name = signal.Signals(self.signum).name
-        if self.rank:  # under torchrun: rank 0 says where to resume
-            return f"rank {self.rank}: {name}; rank 0 wrote the checkpoint at step {self.step}"
-        if self.run_dir.resolve() != Path(run_dir).resolve():  # e.g. the distillation teacher
-            return f"{name}; stopped before this run's first checkpoint, nothing to resume"
-        return (f"{name}; checkpoint at step {self.step} written; "
-                f"resume with: prune-train trainer.resume={run_dir}")
 
 
 class StopSignals:
@@ -105,16 +83,6 @@ class StopSignals:
         previous = self.previous.get(self.signum)
         if callable(previous) and previous is not signal.default_int_handler:
             previous(self.signum, None)
-
-
-def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """In a data-loading worker: Ctrl-C and SLURM's time-limit signals reach every process of
-    the job, and a worker killed by one would fail the main process's step before it can write
-    its checkpoint. SIGTERM keeps its default: the DataLoader and multiprocessing stop workers
-    with it, and a worker that ignored it would hang the process at exit."""
-    for signum in SIGNALS:
-        if signum != signal.SIGTERM:
-            signal.signal(signum, signal.SIG_IGN)
 
 
 def resume_requeued(cfg, run_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Whole blocks that can be removed from a network (LayerPrune, METHODS.md section 3).
+"""Whole blocks that can be removed from a network, and their removal (model surgery; LayerPrune
+uses it, docs/methods.md#layerprune).
 
 A removable block leaves a working network behind when it goes:
 - a residual block whose input and output shapes agree (no projection on its shortcut):
@@ -24,8 +25,7 @@ from torchvision.models.resnet import BasicBlock as TorchvisionBasic
 from torchvision.models.resnet import Bottleneck
 from torchvision.models.vgg import VGG
 
-from ..models.cifar_resnet import BasicBlock as CifarBasic
-from .importance import scored_type
+from .cifar_resnet import BasicBlock as CifarBasic
 
 RESIDUAL_BLOCKS = (TorchvisionBasic, Bottleneck, CifarBasic)
 
@@ -77,26 +77,6 @@ def find_blocks(model: nn.Module) -> list[Block]:
 
 def _chain_convs(features: nn.Sequential) -> list[int]:
     return [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
-
-
-def block_scores(model: nn.Module, blocks: list[Block],
-                 filter_scores: dict[str, torch.Tensor]) -> dict[str, float]:
-    """A block's importance: the mean of its filters' scores (`filter_scores` maps module names
-    to per-output-channel scores; every scored module inside the block counts)."""
-    result = {}
-    for block in blocks:
-        inside = [s for name, s in filter_scores.items() if block.contains(name)]
-        if not inside:
-            raise ValueError(f"{block.name}: no scored layer inside the block")
-        result[block.name] = float(torch.cat([s.flatten().cpu() for s in inside]).mean())
-    return result
-
-
-def scored_modules(model: nn.Module, blocks: list[Block], criterion: str) -> dict[str, nn.Module]:
-    """The modules inside removable blocks that `criterion` scores."""
-    types = scored_type(criterion)
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, types) and any(block.contains(name) for block in blocks)}
 
 
 def remove_blocks(model: nn.Module, names: list[str]) -> list[nn.Parameter]:

@@ -6,17 +6,21 @@ import json
 from pathlib import Path
 
 from ..files import write_text
-from ..pruning.pruner import LayerResult
 from .latency import format_latency
+from .results import LayerResult
 
 
-def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerResult],
+def build_summary(*, labels: dict[str, str], unit: str, target: float, achieved: float,
+                  layers: list[LayerResult],
                   left_dense: list[str],
                   macs: dict[str, tuple[int, int]], params: tuple[int, int],
                   accuracy: dict[str, dict[str, float]], epochs: int, train_time_s: float,
                   run_dir: Path, input_shape: tuple[int, ...], num_classes: int,
                   latency: dict | None = None, export: dict | None = None,
-                  channels: dict | None = None, blocks: dict | None = None) -> dict:
+                  sections: dict | None = None) -> dict:
+    """`unit`: what sparsity counts (weights, channels, blocks); `sections`: the pruner's own
+    sections of the summary (channels, blocks, epi)."""
+    sections = sections or {}
     prunable = sum(layer.params for layer in layers)
     pruned = sum(layer.pruned for layer in layers)
     expected = sum(layer.expected_pruned for layer in layers)
@@ -28,18 +32,16 @@ def build_summary(*, labels: dict[str, str], target: float, layers: list[LayerRe
         "num_classes": num_classes,
         # granularity=channel counts channels (a fraction of all coupled channels), layer counts
         # removable blocks, else weights
-        "sparsity_unit": "channels" if channels else "blocks" if blocks else "weights",
+        "sparsity_unit": unit,
         "target_sparsity": target,
-        "achieved_sparsity": channels["fraction"] if channels
-        else len(blocks["removed"]) / blocks["removable"] if blocks else pruned / max(1, prunable),
+        "achieved_sparsity": achieved,
         "weight_sparsity": pruned / max(1, prunable),
-        "sparsity_check": sparsity_check(pruned, expected, ties, channels),
+        "sparsity_check": sparsity_check(pruned, expected, ties, sections.get("channels")),
         "left_dense": left_dense,  # prunable by type, but the granularity cannot apply
         # whether a kernel that skips zeros ran (2:4 semi-structured on CUDA), or why not
         "sparse_kernel": (export or {}).get("sparse_kernel"),
         **_group_summary(layers),
-        **({"channels": channels} if channels else {}),
-        **({"blocks": blocks} if blocks else {}),
+        **sections,
         "accuracy": accuracy,
         "params": params[0],
         "nonzero_params": params[1],

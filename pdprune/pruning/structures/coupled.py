@@ -15,7 +15,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ..errors import PdpruneError
+from ...errors import PdpruneError
 
 PRODUCERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 

@@ -10,27 +10,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..pruning.channel_groups import ChannelGroup, remove_channels
 from .cost import layer_macs
 
 BACKWARD_FACTOR = 3  # forward + backward (gradients w.r.t. inputs and weights) ~ 3 forwards
 
 
-def forward_macs_per_epoch(build_dense: Callable[[], nn.Module], input_shape: tuple[int, ...],
-                           groups: list[ChannelGroup], epoch_counts: list[list[int]]) -> list[int]:
-    """Forward MACs per sample of the network of each epoch: the dense architecture with
-    `counts[g]` channels removed from group g. Only counts matter, not which channels, so the
-    first ones are removed; each distinct count vector is measured once."""
+def macs_per_epoch(build: Callable[[tuple[int, ...]], nn.Module], input_shape: tuple[int, ...],
+                   epoch_counts: list[list[int]]) -> list[int]:
+    """Forward MACs per sample of the network of each epoch, `build(counts)` (the channels each
+    group had removed that epoch); each distinct count vector is built and measured once."""
     measured: dict[tuple[int, ...], int] = {}
-    example = torch.zeros((1, *input_shape))
     for counts in epoch_counts:
         key = tuple(counts)
         if key not in measured:
-            model = build_dense().cpu().eval()
-            pruned = {g.root: torch.arange(c) for g, c in zip(groups, counts, strict=True) if c}
-            if pruned:  # a dense epoch needs no dependency graph
-                model = remove_channels(model, example, pruned)
-            measured[key] = sum(d for d, _ in layer_macs(model, input_shape,
+            measured[key] = sum(d for d, _ in layer_macs(build(key), input_shape,
                                                          torch.device("cpu")).values())
     return [measured[tuple(c)] for c in epoch_counts]
 

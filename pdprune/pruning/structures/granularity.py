@@ -1,6 +1,6 @@
-"""What one mask element covers. A granularity views a weight as rows of units:
-the threshold and the per-row budget act along each row, and a unit's mask value is
-broadcast back over the weights it covers."""
+"""Weight granularities (docs/methods.md#granularities): what one mask element covers. A
+granularity views a weight as rows of units: the threshold and the per-row budget act along
+each row, and a unit's mask value is broadcast back over the weights it covers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ class Unstructured:
 
     name = "unstructured"
     pruned_per_row: int | None = None  # no fixed budget: the method's budget decides
+    pattern: tuple[int, int] | None = None  # no N:M pattern for sparse kernels
 
     def supports(self, weight: torch.Tensor) -> bool:
         return True
@@ -46,6 +47,7 @@ class NM:
     def __init__(self, n: int, m: int):
         self.n, self.m = n, m
         self.pruned_per_row = m - n  # the budget is fixed by the pattern, not by a global cut
+        self.pattern = (n, m)
 
     def supports(self, weight: torch.Tensor) -> bool:
         return weight.dim() in (2, 4) and weight.shape[1] % self.m == 0

@@ -1,0 +1,6 @@
+"""Measuring a run: parameters, MACs, latency, training cost, and the summary that reports them."""
+
+from .cost import layer_macs, parameter_counts
+from .summary import build_summary, format_summary, write_summary
+
+__all__ = ["build_summary", "format_summary", "layer_macs", "parameter_counts", "write_summary"]

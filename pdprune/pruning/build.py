@@ -1,0 +1,125 @@
+"""Config -> driver: every method is a choice of structure, scorer, mask, budget and schedule.
+
+    method      structure (granularity)       scorer      mask    budget            schedule
+    dense       the targets, no masks         -           -       -                 -
+    magnitude   weights / N:M / channels      magnitude   binary  method.budget     oneshot
+    gmp         weights / N:M / channels      magnitude   binary  method.budget     cubic
+    random      weights / N:M / channels      random      binary  method.budget     oneshot
+    pdp         weights / N:M / channels      magnitude   soft    fixed once, then  pdp
+                                                                  scaled
+    layerprune  blocks                        criterion   -       layers_to_remove  oneshot
+                                                                  or latency
+    schedule=epi (channels): any of the above, the budget planned by the indicator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from ..models.blocks import find_blocks
+from .budgets import (
+    BlockCount,
+    FixedOnce,
+    Global,
+    Nothing,
+    Pattern,
+    Planned,
+    Uniform,
+    WithinLatency,
+)
+from .core import Pruner
+from .limits import check_blocks, check_channel_budget, check_weight_budget
+from .schedules import build_schedule
+from .scorers import MagnitudeScorer, RandomScorer
+from .structures.channels import ChannelStructure
+from .structures.coupled import PRODUCERS, ChannelGroup, find_channel_groups
+from .structures.granularity import build_granularity
+from .structures.removable_blocks import BlockImportance, BlockStructure
+from .structures.weights import DenseStructure, WeightStructure
+from .targets import is_depthwise, select_targets
+
+SOFT_MASKS = ("pdp",)  # methods whose masks are soft until hardening
+
+
+def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
+                 input_shape: tuple[int, ...] | None = None,
+                 train_batches: Callable[[], Iterable] | None = None) -> Pruner:
+    """The driver for cfg.method / cfg.granularity / cfg.schedule, attached to `model`.
+    granularity=channel traces the model on a zero batch of `input_shape` (one sample's shape);
+    method=layerprune reads `train_batches()` (one pass of training data) for gradient criteria
+    and measures latency on inputs of `input_shape`."""
+    method = cfg.method
+    schedule = build_schedule(cfg.schedule, steps_per_epoch)
+    if method.name == "layerprune":
+        choose = WithinLatency(method.latency_budget, method.latency_batch, input_shape) \
+            if method.latency_budget else BlockCount(method.layers_to_remove)
+        structure = BlockStructure(model, BlockImportance(
+            method.criterion, train_batches, method.importance_batches), choose)
+        return Pruner(structure, MagnitudeScorer(structure), Nothing(structure), schedule,
+                      steps_per_epoch).attach()
+    targets = select_targets(model, method.targets)
+    if method.name == "dense":
+        structure = DenseStructure(targets)
+        return Pruner(structure, MagnitudeScorer(structure), Nothing(structure), schedule,
+                      steps_per_epoch)
+    tau = method.tau if method.name in SOFT_MASKS else None
+    if cfg.granularity.name == "channel":
+        groups, left_dense = channel_groups(model, targets, input_shape)
+        structure = ChannelStructure(model, groups, left_dense, tau, cfg.granularity.round_to)
+    else:
+        structure = WeightStructure(targets, build_granularity(cfg.granularity), tau)
+    is_epi = cfg.schedule.name == "epi"
+    # EPI's sub-network is one cut over all groups, whatever method.budget says
+    structure.check(schedule.target, "global" if is_epi else method.get("budget", "uniform"))
+    budget = Pattern(structure) if structure.fixed_per_row is not None \
+        else Global(structure) if method.get("budget") == "global" else Uniform(structure)
+    if tau is not None:
+        budget = FixedOnce(budget)  # PDP: per-group budgets set once, at the end of warm-up
+    if is_epi:
+        budget = Planned(schedule.watch(structure), budget)
+    scorer = RandomScorer(structure, method.seed) if method.name == "random" \
+        else MagnitudeScorer(structure)
+    return Pruner(structure, scorer, budget, schedule, steps_per_epoch).attach()
+
+
+def channel_groups(model: nn.Module, targets: list[tuple[str, nn.Module]],
+                   input_shape: tuple[int, ...]) -> tuple[list[ChannelGroup], list[str]]:
+    """Targets become roots of coupled channel groups; a group touching the output channels of
+    any other conv / linear (the classifier, excluded layers) stays dense. Depthwise convs are
+    never roots but join their producer's group. Returns (groups, roots left dense)."""
+    roots = [name for name, _ in targets]
+    ignored = [name for name, m in model.named_modules() if isinstance(m, PRODUCERS)
+               and name not in roots and not is_depthwise(m)]
+    example = torch.zeros((1, *input_shape), device=next(model.parameters()).device)
+    groups = find_channel_groups(model, example, roots, ignored)
+    covered = {p.name for g in groups for p in g.producers}
+    return groups, [name for name in roots if name not in covered]
+
+
+def check_targets(cfg: DictConfig, model: nn.Module,
+                  input_shape: tuple[int, ...] | None = None) -> None:
+    """The budget checks that build_pruner makes, without attaching anything: for a preflight,
+    on a model built on the meta device. Raises ConfigError naming `sparsity` (or
+    method.layers_to_remove) with the largest value that can be met."""
+    name = cfg.method.name
+    if name == "dense":
+        return
+    if name == "layerprune":
+        check_blocks(len(find_blocks(model)), None if cfg.method.latency_budget
+                     else cfg.method.layers_to_remove, type(model).__name__)
+        return
+    targets = select_targets(model, cfg.method.targets)
+    target = cfg.schedule.target
+    if cfg.granularity.name == "channel":
+        groups, _ = channel_groups(model, targets, input_shape)
+        kind = "global" if cfg.schedule.name == "epi" else cfg.method.get("budget", "uniform")
+        check_channel_budget([g.channels for g in groups], target, kind, cfg.granularity.round_to)
+        return
+    granularity = build_granularity(cfg.granularity)
+    if granularity.pruned_per_row is None:
+        check_weight_budget([(n, granularity.units_per_row(m.weight)) for n, m in targets
+                             if granularity.supports(m.weight)], target, cfg.method.budget)

@@ -1,0 +1,136 @@
+"""The one driver: a structure, a scorer, a budget and a schedule, called by the train loop.
+
+    structure  what a mask unit covers, its masks, how they bake or what it removes
+               (structures/: weights, channels, blocks)
+    scorer     the importance of every unit (scorers.py; importance.py for filter criteria)
+    mask       binary or PDP's soft mask, chosen by the structure from `tau` (masks.py)
+    budget     units to prune per group at a target (budgets.py)
+    schedule   step -> target sparsity, pure or with its own state (schedules.py, EPI)
+
+Every method is a choice of these (build.py reads the config). The loop calls the driver at
+named points (before each optimizer step, after each backward, at epoch starts and ends, at
+the end); it never owns the loop. Its state plus the model's state_dict restore a run exactly.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..measure.results import LayerResult
+from .structures.base import ExportPlan, Structure
+
+
+class Pruner:
+    def __init__(self, structure: Structure, scorer, budget, schedule, steps_per_epoch: int):
+        self.structure, self.scorer, self.budget = structure, scorer, budget
+        self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
+        self.sparsity = 0.0  # the schedule's value the masks currently implement
+        self.counts = [0] * len(structure.sizes())  # units pruned per row, per group
+        self.epoch_counts: list[list[int]] = []  # the counts at each epoch's end
+
+    def attach(self) -> Pruner:
+        self.structure.attach()
+        return self
+
+    # --- what the loop and the summary read
+    @property
+    def unit(self) -> str:
+        """What sparsity counts: weights, channels or blocks."""
+        return self.structure.unit
+
+    @property
+    def layer_names(self) -> list[str]:
+        return self.structure.names
+
+    @property
+    def left_dense(self) -> list[str]:
+        return self.structure.left_dense
+
+    @property
+    def num_prunable(self) -> int:
+        return self.structure.num_prunable
+
+    @property
+    def final_sparsity(self) -> float:
+        return self.structure.final_sparsity(self.schedule.target)
+
+    @property
+    def target_sparsity(self) -> float:
+        """The fraction of units the current budget prunes."""
+        return self.structure.fraction(self.counts)
+
+    def achieved_sparsity(self) -> float:
+        """The fraction of units the (hardened) masks prune right now."""
+        return self.structure.achieved()
+
+    # --- the loop's calls
+    def begin_epoch(self, epoch: int) -> list[nn.Parameter]:
+        """Before the first batch of `epoch` (0-based); returns parameters whose shape
+        changed (a structure that removes its units acts here, while the loader is idle)."""
+        return self.structure.begin_epoch(epoch, self)
+
+    def before_step(self, step: int) -> None:
+        """Before optimizer step `step` (0-based count of steps already taken)."""
+        target = self.schedule.sparsity_at(step)
+        if target != self.sparsity:
+            self.set_sparsity(target)
+
+    def after_backward(self) -> None:
+        """After each backward, before gradient clipping and the optimizer step."""
+        self.schedule.after_backward()
+
+    def end_epoch(self, epochs_done: int) -> dict:
+        """After an epoch's last step; returns extra fields for its metrics record."""
+        self.epoch_counts.append(list(self.counts))
+        return self.schedule.end_epoch(epochs_done)
+
+    def set_sparsity(self, sparsity: float) -> None:
+        masks = self.structure.masks
+        self.counts = self.budget.counts(sparsity, self.schedule.target, self.scorer)
+        for i, (mask, count) in enumerate(zip(masks, self.counts, strict=True)):
+            mask.set(count, self.scorer(i) if mask.needs_scores else None)
+        self.sparsity = sparsity
+
+    # --- the end
+    def finalize(self) -> list[LayerResult]:
+        """Harden at the final target, bake zeros (or remove what is still to go), drop the
+        parametrizations and check every group against its budget."""
+        if self.sparsity != self.schedule.target:
+            self.set_sparsity(self.schedule.target)
+        return self.structure.finalize(self.counts)
+
+    def summary_sections(self) -> dict:
+        """The summary's sections of this structure and schedule (channels, blocks, epi)."""
+        return {**self.structure.summary(self.counts, self.schedule.target),
+                **self.schedule.summary()}
+
+    def export_plan(self) -> ExportPlan:
+        return self.structure.export_plan()
+
+    def epoch_units(self) -> list[list[int]] | None:
+        """Units removed per group at each epoch's end when removal shrinks the trained
+        network (channels): what the training cost counts. None when it does not."""
+        return self.epoch_counts if self.structure.shrinks_network else None
+
+    def shrink(self, dense: nn.Module, counts: list[int],
+               input_shape: tuple[int, ...]) -> nn.Module:
+        """`dense` with `counts` units removed per group (see epoch_units)."""
+        return self.structure.shrink(dense, counts, input_shape)
+
+    # --- checkpoints
+    def state_dict(self) -> dict:
+        return {"sparsity": self.sparsity, "counts": list(self.counts),
+                "epoch_counts": [list(c) for c in self.epoch_counts],
+                "structure": self.structure.state_dict(),
+                "budget": self.budget.state_dict(), "scorer": self.scorer.state_dict(),
+                "schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Call before loading the model's weights (a layer-pruned model regains its shape)."""
+        self.sparsity, self.counts = state["sparsity"], list(state["counts"])
+        self.epoch_counts = [list(c) for c in state["epoch_counts"]]
+        self.schedule.load_state_dict(state["schedule"])
+        self.scorer.load_state_dict(state["scorer"])
+        self.budget.load_state_dict(state["budget"])
+        self.structure.load_state_dict(state["structure"], self.counts)
+

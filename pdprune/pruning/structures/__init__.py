@@ -1,0 +1,1 @@
+"""Structures: what a mask unit covers (weights, N:M groups, coupled channels, blocks)."""

@@ -1,0 +1,90 @@
+"""The interface every structure implements, and what it hands to the exporter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...measure.results import LayerResult
+
+
+@dataclass
+class ExportPlan:
+    """How the pruned units leave the exported model.
+
+    removed_units: {root layer: channel indices} that a compact export removes physically
+      (channel structures), or None when the structure cannot remove its units (`reason`).
+    shallower: the live model already lost its pruned blocks: it is exported as it is, as a
+      program that loads without pdprune.
+    pattern: the N:M pattern (n, m) of the zeros, for sparse kernels; None when there is none.
+    """
+
+    removed_units: dict[str, torch.Tensor] | None = None
+    reason: str = ""
+    shallower: bool = False
+    pattern: tuple[int, int] | None = None
+
+
+class Structure:
+    """What a mask unit covers, the masks on it, and how a decision reaches the tensors.
+
+    Groups are what budgets count over (a layer, a coupled channel group): `sizes()` gives
+    each group's units per row and `masks` one mask per group (masks.py). The defaults here
+    are those of a structure without masks (dense, block removal)."""
+
+    unit = "weights"  # what its sparsity counts: weights | channels | blocks
+    shrinks_network = False  # whether pruned units make the trained network smaller
+    fixed_per_row: int | None = None  # N:M: units pruned per row, fixed by the pattern
+    masks: list = []
+    left_dense: list[str] = []  # prunable by type, but the structure cannot cover them
+
+    names: list[str]  # the layers (or blocks) it prunes, for the log and the summary
+    num_prunable: int  # weights under its masks
+
+    def sizes(self) -> list[int]:
+        return []
+
+    def check(self, target: float, budget: str) -> None:
+        """Refuse a target the budget cannot reach (ConfigError naming `sparsity`)."""
+
+    def final_sparsity(self, target: float) -> float:
+        return target
+
+    def fraction(self, counts: list[int]) -> float:
+        """The fraction of its units that `counts` prune."""
+        return 0.0
+
+    def achieved(self) -> float:
+        """The fraction of its units the (hardened) masks prune right now."""
+        raise NotImplementedError
+
+    def attach(self) -> None:
+        """Put the masks on the model."""
+
+    def begin_epoch(self, epoch: int, pruning) -> list[nn.Parameter]:
+        """Before an epoch (the loader idle); returns parameters whose shape changed."""
+        return []
+
+    def finalize(self, counts: list[int]) -> list[LayerResult]:
+        """Harden, bake, remove the parametrizations; one result per pruned layer."""
+        raise NotImplementedError
+
+    def export_plan(self) -> ExportPlan:
+        return ExportPlan(reason="no unit of it can be removed")
+
+    def shrink(self, dense: nn.Module, counts: list[int],
+               input_shape: tuple[int, ...]) -> nn.Module:
+        """`dense` with counts[g] units of group g removed (when shrinks_network)."""
+        raise NotImplementedError
+
+    def summary(self, counts: list[int], target: float) -> dict:
+        """Its own sections of summary.json."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict, counts: list[int]) -> None:
+        pass
