@@ -132,6 +132,19 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(finished, tmp_path):
         assert text.startswith(f"checkpoint {path}: ") and expected[name] in text, text
 
 
+def test_any_random_bytes_are_not_a_torch_save_file(tmp_path):
+    """Random bytes trip the unpickler on whatever opcode comes first (an empty stack, a bad
+    index...): the message must not depend on which."""
+    gen = torch.Generator().manual_seed(0)
+    path = tmp_path / "random.pt"
+    for _ in range(200):
+        path.write_bytes(torch.randint(0, 256, (512,), generator=gen, dtype=torch.uint8)
+                         .numpy().tobytes())
+        with pytest.raises(PdpruneError) as err:
+            load_checkpoint(path)
+        assert "not a file torch.save wrote" in one_line(err)
+
+
 def poisoned(folder: Path, target: Path, legacy: bool = False) -> Path:
     """folder/checkpoints/last.pt whose unpickling would create `target`."""
     path = folder / CHECKPOINT

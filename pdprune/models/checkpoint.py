@@ -34,9 +34,11 @@ def _few(keys: list[str]) -> str:
     return ", ".join(keys[:SHOWN]) + more
 
 
-def load_reason(exc: BaseException) -> str:
+def load_reason(exc: BaseException, archive: bool = True) -> str:
     """Why torch.load / safetensors refused a file, in a few words (torch's own text is a
-    paragraph that suggests weights_only=False: never for a file we did not write)."""
+    paragraph that suggests weights_only=False: never for a file we did not write).
+    `archive`: the file starts as torch.save's zip archives do; a file that does not and fails
+    to unpickle is not one torch.save wrote, whatever the unpickler tripped on first."""
     text = str(exc)
     blocked = re.search(r"unsupported GLOBAL (\S+) whose module \S+ is blocked", text)
     if blocked:  # torch names a blocked module (os, posix, subprocess...) outside that header
@@ -51,7 +53,17 @@ def load_reason(exc: BaseException) -> str:
         return f"not a file torch.save wrote ({detail})"
     if isinstance(exc, EOFError) or not text.strip():
         return "empty or truncated"
-    return f"damaged or truncated ({text.strip().splitlines()[0]})"
+    first = text.strip().splitlines()[0]
+    return f"{'damaged or truncated' if archive else 'not a file torch.save wrote'} ({first})"
+
+
+def is_archive(path: Path) -> bool:
+    """Whether `path` begins like a zip archive (torch.save's format since torch 1.6)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def torch_load(path: Path, what: str) -> object:
@@ -62,7 +74,7 @@ def torch_load(path: Path, what: str) -> object:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the user's to fix: one line
-        raise PdpruneError(f"{what}: {load_reason(exc)}") from None
+        raise PdpruneError(f"{what}: {load_reason(exc, is_archive(path))}") from None
 
 
 def weights_file(checkpoint: str | Path) -> Path:
