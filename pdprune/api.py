@@ -144,13 +144,20 @@ class Pruning:
         self.before_step(self.steps)
 
     def end_epoch(self) -> dict:
-        """After each epoch's last step. Returns what the pruner logged for the epoch; if it
-        changed parameter shapes (method=layerprune) they are listed under `reshaped`: the
-        optimizer must be rebuilt for them."""
+        """After each epoch's last step. Returns what the pruner logged for the epoch, with
+        `parameters_changed: True` when it changed the model's parameters (blocks removed by
+        method=layerprune; channels removed when an optimizer is bound, see bind()): rebuild
+        any wrapper (DDP, torch.compile) around the model."""
         self.epochs_done += 1
         record = self.epoch_done(self.epochs_done)
-        reshaped = self.begin_epoch(self.epochs_done)
-        return {**record, "reshaped": reshaped} if reshaped else record
+        changed = self.begin_epoch(self.epochs_done)
+        return {**record, "parameters_changed": True} if changed else record
+
+    def bind(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer that trains the model. With it, granularity=channel removes pruned
+        channels from the live model once their pruning is final (trainer.compact_when_final),
+        slicing the optimizer's state along; its param_groups then hold the new Parameters."""
+        self.core.bind(optimizer)
 
     def finalize(self) -> dict:
         """Harden the masks at the final target, bake the zeros into the weights, remove the
@@ -174,8 +181,8 @@ class Pruning:
         """After each backward (gradient criteria of schedule=epi read the gradients here)."""
         self.core.after_backward()
 
-    def begin_epoch(self, epoch: int) -> list[nn.Parameter]:
-        """Before the first batch of `epoch`; returns parameters whose shape changed."""
+    def begin_epoch(self, epoch: int) -> bool:
+        """Before the first batch of `epoch`; whether the model's parameters changed."""
         return self.core.begin_epoch(epoch)
 
     def epoch_done(self, epochs_done: int) -> dict:

@@ -103,10 +103,17 @@ def row(run: Run, root: Path) -> dict:
         "achieved": s.get("achieved_sparsity", ""),
         "unit": s.get("sparsity_unit", ""),
         "test_top1": s.get("accuracy", {}).get("test", {}).get("top1", ""),
+        "accuracy_masks": s.get("accuracy_masks", ""),  # test_top1's: hardened (or none)
+        # metrics.jsonl's last epoch, measured with the masks training used (PDP: soft)
+        "last_val_top1": s.get("last_epoch", {}).get("val_top1", ""),
+        "last_epoch_masks": s.get("last_epoch", {}).get("masks", ""),
         "params": s.get("params", ""),
         "nonzero_params": s.get("nonzero_params", ""),
         "flops": s.get("flops_dense", ""),
         "nonzero_flops": s.get("flops_nonzero", ""),
+        # zeros, or remaining_network: channel runs count the network left once pruned
+        # channels are removed (what the compact export holds)
+        "nonzero_counting": s.get("nonzero_counting", ""),
         "cpu_latency_vs_dense": _latency_ratio(s, "cpu"),  # eager, at the largest batch timed
         "compiled_latency_vs_dense": _latency_ratio(s, "cpu_compiled"),  # torch.compile
         "train_time_s": s.get("train_time_s", ""),
@@ -145,7 +152,8 @@ def series_label(r: dict, rows: list[dict]) -> str:
 
 
 _ROW_KEYS = {"run", "status", *GROUPS, "seed", "sparsity", "target", "achieved", "unit",
-             "test_top1", "params", "nonzero_params", "flops", "nonzero_flops", "train_time_s",
+             "test_top1", "accuracy_masks", "last_val_top1", "last_epoch_masks", "params",
+             "nonzero_params", "flops", "nonzero_flops", "nonzero_counting", "train_time_s",
              "epochs", "note", "cpu_latency_vs_dense", "compiled_latency_vs_dense"}
 # the rest: config groups a recipe sweeps
 
@@ -204,7 +212,7 @@ def plot_layers(run: Run, path: Path) -> None:
     layers, s = run.summary["layers"], run.summary
     title = (f"per-layer sparsity: {s['method']}, {s['model']}, target {s['target_sparsity']:g}"
              f", seed {run.config.get('seed', '?')}")
-    with figure(path, xlabel="layer (network order)", ylabel="sparsity (fraction of zeros)",
+    with figure(path, xlabel="layer (network order)", ylabel="sparsity (fraction zero or removed)",
                 title=title, legend=False) as ax:
         ax.bar(range(len(layers)), [layer["sparsity"] for layer in layers], color="tab:blue")
         ax.axhline(run.summary["weight_sparsity"], color="tab:red", linestyle="--",
@@ -242,7 +250,8 @@ def write_report(root: Path, out: Path, layers_of: str | None = None) -> dict:
         plot_vs(rows, "sparsity", out / "accuracy_vs_sparsity.png", title=title,
                 xlabel="target sparsity (fraction of prunable weights at zero)")
         plot_vs(rows, "nonzero_params", out / "accuracy_vs_nonzeros.png", title=title,
-                xlabel="non-zero parameters (log scale)", log_x=True)
+                xlabel="non-zero parameters (channel runs: of the network that remains; "
+                "log scale)", log_x=True)
         files += [out / "accuracy_vs_sparsity.png", out / "accuracy_vs_nonzeros.png"]
     chosen = pick_layer_run(runs, layers_of)
     if chosen is not None:
@@ -254,7 +263,7 @@ def write_report(root: Path, out: Path, layers_of: str | None = None) -> dict:
                          for s in ("ok", "failed", "incomplete")), ""]
     if any(r["status"] == "ok" for r in rows):
         lines += ["## Test top-1: mean (min-max, n) over seeds", "", seed_table(rows)]
-    lines += ["## Runs", "", markdown]
+    lines += ["## Runs", "", COLUMNS_NOTE, "", markdown]
     if not_ok:
         lines += ["## Runs that did not finish", ""]
         lines += [f"- `{run.folder.relative_to(root)}` ({r['status']}): {r['note']}"
@@ -263,6 +272,15 @@ def write_report(root: Path, out: Path, layers_of: str | None = None) -> dict:
         lines += ["", f"Per-layer sparsity plotted for `{chosen.folder}`."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return {"rows": rows, "files": files}
+
+
+COLUMNS_NOTE = (
+    "test_top1: the final network, masks hardened (`accuracy_masks`; summary.json). "
+    "last_val_top1: the last epoch's validation accuracy in metrics.jsonl, measured with the "
+    "masks training used (`last_epoch_masks`: soft for PDP until it hardens). "
+    "nonzero_params / nonzero_flops count non-zero weights (`nonzero_counting` zeros), or for "
+    "channel runs the network that remains with the pruned channels removed "
+    "(remaining_network: what the compact export holds).")
 
 
 def _same_columns(rows: list[dict]) -> list[dict]:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from .api import Pruning
 from .config.validate import validate
@@ -24,12 +26,27 @@ from .distributed import (
     world_from_env,
 )
 from .distributed import backend as dist_backend
-from .export.exporter import export_latency, export_run, save_weights
-from .measure import build_summary, format_summary, layer_macs, parameter_counts, write_summary
-from .measure.training_cost import macs_per_epoch, training_cost
+from .export.exporter import export_latency, export_run, remaining_model, save_weights
+from .measure import (
+    build_summary,
+    format_summary,
+    layer_macs,
+    parameter_counts,
+    remaining_network,
+    write_summary,
+)
+from .measure.training_cost import (
+    calibrate_dense_epoch,
+    measured_time,
+    network_size,
+    sizes_per_epoch,
+    training_cost,
+)
 from .models import build_model
+from .models.blocks import remove_blocks
 from .models.text_names import TEXT_MODELS
 from .models.width_match import matched_width
+from .pruning.build import mask_labels
 from .pruning.targets import select_targets
 from .train import (
     Trainer,
@@ -41,6 +58,8 @@ from .train import (
     resolve_checkpoint,
 )
 from .train.distill import WEIGHTS, Distiller, prepare_teacher
+from .train.evaluate import autocast
+from .train.metrics import MetricsLog
 
 log = logging.getLogger("pdprune")
 
@@ -183,18 +202,68 @@ def measures_latency(cfg: DictConfig) -> bool:
                                   and cfg.model.name not in TEXT_MODELS)
 
 
-def measured_training_cost(cfg: DictConfig, pruning: Pruning, data, summary: dict) -> dict | None:
-    """Training MACs of a run whose pruning shrinks the trained network (channels): each
-    epoch at the size it trained; None when pruning leaves the trained network's size alone."""
+def measured_training_cost(cfg: DictConfig, pruning: Pruning, data, summary: dict) -> dict:
+    """What the run's training cost (measure/training_cost.py): the seconds each epoch took
+    (metrics.jsonl) against the dense run's, and MACs and parameters of the network each epoch
+    trained. Channels: the network with that epoch's pruned channels removed (what compacted
+    training trains); blocks: the unpruned network until the removal, then the kept one;
+    weights: the unpruned network throughout (masks do not shrink it)."""
+    records = MetricsLog(Path(summary["run_dir"]) / "metrics.jsonl").read()[:summary["epochs"]]
     units = pruning.epoch_units()
-    if units is None:
-        return None
+    pruned = ([any(c) for c in units] if units is not None
+              else [r["achieved_sparsity"] > 0 for r in records])  # by each epoch's end
+
+    def unpruned() -> nn.Module:
+        return build_model(cfg.model, data.input_shape, data.num_classes)
+
+    dense = network_size(unpruned(), data.input_shape)
+    if units is not None:
+        sizes = sizes_per_epoch(lambda counts: pruning.core.shrink(unpruned(), counts,
+                                                                   data.input_shape),
+                                data.input_shape, units)
+    else:  # blocks go at an epoch's start, all at once; weights never shrink the network
+        kept = dense
+        if pruning.unit == "blocks":
+            kept_model = unpruned()
+            remove_blocks(kept_model, summary["blocks"]["removed"])
+            kept = network_size(kept_model, data.input_shape)
+        sizes = [kept if p else dense for p in pruned]
+
+    def calibrate(steps: int = 5, warmup: int = 2) -> dict:
+        """A short timed dense run (the run had no dense epoch): the trainer's step (device,
+        autocast, memory format, loss) on the run's first training batch, and a validation."""
+        device = resolve_device(cfg.trainer.device, world_from_env())
+        amp_dtype = resolve_amp(cfg.trainer.amp, device)
+        channels_last = (device.type == "cuda" if cfg.trainer.channels_last is None
+                         else cfg.trainer.channels_last)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        batches = one_pass(data.train)
+        try:
+            x, y = next(batches)
+        finally:
+            batches.close()
+        x, y = x.to(device), y.to(device)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=layout)
+
+        def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with autocast(device, amp_dtype):
+                logits = model(x)
+            return F.cross_entropy(logits.float(), y,
+                                   label_smoothing=cfg.trainer.label_smoothing)
+
+        return calibrate_dense_epoch(lambda: unpruned().to(device, memory_format=layout),
+                                     (x, y), lambda model: build_optimizer(cfg.optim, model),
+                                     step, len(data.train),
+                                     lambda model: evaluate(model, data.val, device, amp_dtype),
+                                     steps=steps, warmup=warmup)
+
     samples = min(data.train.num_samples, len(data.train) * cfg.dataset.batch_size)
-    epoch_macs = macs_per_epoch(
-        lambda counts: pruning.core.shrink(build_model(cfg.model, data.input_shape,
-                                                       data.num_classes), counts,
-                                           data.input_shape), data.input_shape, units)
-    return training_cost(epoch_macs, summary["flops_dense"], samples)
+    return {**training_cost([s["macs"] for s in sizes], dense["macs"], samples,
+                            [s["params"] for s in sizes]),
+            "dense_params": dense["params"],
+            **measured_time([r["epoch_time_s"] for r in records], [not p for p in pruned],
+                            calibrate)}
 
 
 def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) -> dict:
@@ -230,7 +299,8 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     accuracy = {split: evaluate(model, loader, trainer.device, trainer.amp_dtype)
                 for split, loader in (("val", data.val), ("test", data.test))}
     batch = sample_batch(data.test)
-    exported, export_info = export_run(cfg.export, model, pruning.export_plan(), batch, run_dir)
+    plan = pruning.export_plan()
+    exported, export_info = export_run(cfg.export, model, plan, batch, run_dir)
     latency = None
     if measures_latency(cfg):  # the same architecture unpruned vs what was exported
         dense = build_model(cfg.model, data.input_shape, data.num_classes)
@@ -238,15 +308,22 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
         latency = export_latency(dense, exported, batch, list(cfg.export.latency_batch_sizes),
                                  cfg.export.latency_warmup, cfg.export.latency_repeats, onnx_file,
                                  compiled=cfg.export.latency_compiled)
+    kept = remaining_model(model, plan, batch, exported)  # channels: what non-zeros count
+    # the dense architecture's MACs and parameters: the live model, unless training compacted it
+    dense_arch, arch_device = (model, trainer.device) if plan.dense_state is None else \
+        (build_model(cfg.model, data.input_shape, data.num_classes), torch.device("cpu"))
     summary = build_summary(
         labels=labels or default_labels(cfg), unit=pruning.unit,
         target=pruning.final_sparsity, achieved=pruning.achieved_sparsity(),
         layers=pruning.results, left_dense=pruning.left_dense,
-        macs=layer_macs(model, data.input_shape, trainer.device),
-        params=parameter_counts(model), accuracy=accuracy, epochs=state.epoch,
+        macs=layer_macs(dense_arch, data.input_shape, arch_device),
+        params=parameter_counts(dense_arch), accuracy=accuracy, epochs=state.epoch,
         train_time_s=state.train_time_s, run_dir=run_dir, input_shape=data.input_shape,
         num_classes=data.num_classes, latency=latency, export=export_info,
-        sections=pruning.summary_sections())
+        sections=pruning.summary_sections(),
+        remaining=None if kept is None else remaining_network(kept, data.input_shape),
+        masks=mask_labels(cfg.method.name, cfg.method.get("harden_at", "end")),
+        last_epoch=(trainer.metrics.read() or [None])[-1])
     if world.active:
         summary["distributed"] = {"world_size": world.size, "backend": dist_backend(),
                                   "max_difference_across_ranks": difference,

@@ -7,7 +7,8 @@
 Runs `prune-train -m granularity=channel schedule=oneshot schedule.epoch=1,2,..,E-1` (the grid
 search EPI is meant to replace) and `schedule=epi` with the same method, sparsity and epochs.
 Training cost is the MACs of forward + backward of the network each epoch trained (dense
-before pruning, the pruned one after), relative to training dense throughout.
+before pruning, the pruned one after), relative to training dense throughout; and measured:
+the run's wall-clock seconds against its dense epochs' median time for as many epochs.
 Writes OUT/epi_vs_grid.{md,csv,png}.
 """
 
@@ -20,11 +21,15 @@ from pdprune.sweep import figure, multirun, publish, script_parser, short_run_na
 
 
 def row(summary: dict) -> dict:
-    epi = summary.get("epi")
+    epi, cost = summary.get("epi"), summary["training_cost"]
     return {"schedule": "epi" if epi else "fixed epoch",
-            "prune_after_epoch": summary["training_cost"]["dense_epochs"],
+            "prune_after_epoch": cost["dense_epochs"],
             "trigger": epi["trigger"] if epi else "",
-            "train_cost_vs_dense": round(summary["training_cost"]["vs_dense"], 3),
+            "kept_macs": cost["forward_macs_per_epoch"][-1],  # the network it trained last
+            "train_cost_vs_dense": round(cost["vs_dense"], 3),
+            # wall clock: the run's seconds against its own dense epochs' (or a calibration)
+            "train_time_s": round(cost["train_time_s"], 2),
+            "train_time_vs_dense": round(cost["measured_vs_dense"], 3),
             "test_top1": round(summary["accuracy"]["test"]["top1"], 4),
             "channels_pruned": round(summary["achieved_sparsity"], 4),
             "run": short_run_name(summary)}

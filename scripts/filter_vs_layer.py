@@ -12,7 +12,8 @@
    uniform budget makes the counts a function of the sparsity), and interpolated.
 3. `prune-train -m granularity=channel method=pdp method.budget=uniform sparsity=S1,S2,..
    export.compact=true export.latency=true`: the filter-pruned models, trained as long.
-Writes OUT/filter_vs_layer.{md,csv,png}: accuracy against measured latency for both.
+Writes OUT/filter_vs_layer.{md,csv,png}: accuracy against measured latency for both, and each
+run's measured training time against dense training (summary.json training_cost).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def row(kind: str, setting: str, summary: dict) -> dict:
     params = summary.get("export", {}).get("compact", {}).get("params", summary["params"])
     return {"pruning": kind, "setting": setting, "params": params, "cpu_ms_b64": round(ms, 2),
             "latency_vs_dense": round(ratio, 3),
+            # wall clock: the run's seconds against its own dense epochs' (or a calibration)
+            "train_time_s": round(summary["training_cost"]["train_time_s"], 2),
+            "train_time_vs_dense": round(summary["training_cost"]["measured_vs_dense"], 3),
             "test_top1": round(summary["accuracy"]["test"]["top1"], 4),
             "run": short_run_name(summary)}
 

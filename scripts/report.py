@@ -4,8 +4,10 @@
     python scripts/report.py runs/ --out results/all_runs --layers-of 3_method=gmp
 
 Writes into OUT (default: DIR/report): report.md (one row per run: model, dataset, method,
-granularity, schedule, seed, target and achieved sparsity, test accuracy, params, non-zeros,
-FLOPs, CPU latency ratio, train time; failed and unfinished runs listed with why), report.csv,
+granularity, schedule, seed, target and achieved sparsity, test accuracy (hardened masks) and
+the last epoch's validation accuracy (the masks training used: soft for PDP), params,
+non-zeros, FLOPs (channel runs: of the network that remains, pruned channels removed), CPU
+latency ratio, train time; failed and unfinished runs listed with why), report.csv,
 accuracy_vs_sparsity.png and accuracy_vs_nonzeros.png (mean and min-max over seeds, one curve
 per method) and layer_sparsity.png (one run's per-layer sparsity).
 """

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -30,15 +31,45 @@ def test_bench_times_dense_gmp_pdp_at_the_target(tmp_path, capsys):
     assert result["achieved_sparsity"]["gmp"] == pytest.approx(0.8, abs=1e-3)
     assert result["achieved_sparsity"]["pdp"] == pytest.approx(0.8, abs=1e-3)
     assert "PDP/dense step-time ratio" in capsys.readouterr().out
+    assert "compacted" not in result["ratio_to_dense"]  # only channels can be removed
 
 
-def test_bench_times_channel_pruning(tmp_path):
-    result = load_bench().main(["--model", "resnet20", "--batch-size", "8", "--input", "12",
-                                "--channels", "1", "--steps", "1", "--rounds", "1",
-                                "--warmup", "1", "--sparsity", "0.5", "--granularity", "channel"])
+CHANNEL_ARGS = ["--model", "resnet20", "--batch-size", "8", "--input", "12", "--channels", "1",
+                "--steps", "1", "--rounds", "1", "--warmup", "1", "--sparsity", "0.5",
+                "--granularity", "channel"]
+
+
+def test_bench_times_channel_pruning_dense_masked_and_compacted(capsys):
+    result = load_bench().main(CHANNEL_ARGS)
     assert result["granularity"] == "channel"
-    for method in ("gmp", "pdp"):  # a fraction of channels
+    for method in ("gmp", "pdp", "compacted"):  # a fraction of channels
         assert result["achieved_sparsity"][method] == pytest.approx(0.5, abs=0.01)
+    ratio, params = result["ratio_to_dense"], result["parameters"]
+    assert result["masked_to_dense"] == ratio["gmp"]
+    assert result["compacted_to_dense"] == ratio["compacted"]
+    assert params["gmp"] == params["dense"] > params["compacted"]
+    assert result["compact_check"]["fp64"] <= 1e-5
+    assert "compacted/dense" in capsys.readouterr().out
+
+
+def test_compacted_arm_is_the_masked_network_without_its_pruned_channels(tmp_path):
+    bench = load_bench()
+    args = bench.parse_args(CHANNEL_ARGS)
+    x = torch.randn(8, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    compacted, masked, _ = bench.build_compacted(args, tmp_path, x)
+    assert bench.parameters(compacted.model) < bench.parameters(masked.model)
+    compacted.model.eval(), masked.model.eval()
+    with torch.no_grad():
+        difference = (compacted.model(x) - masked.model(x)).abs().max()
+    assert difference <= 1e-5
+    # trained as the masked network is: same optimizer and hyper-parameters, AMP, memory format
+    assert type(compacted.optimizer) is type(masked.optimizer)
+    assert compacted.optimizer.defaults == masked.optimizer.defaults
+    assert (compacted.amp_dtype, compacted.memory_format) == (masked.amp_dtype,
+                                                              masked.memory_format)
+    compacted.model.train()
+    loss, _ = compacted.train_step(x, torch.arange(8) % 10)
+    assert torch.isfinite(loss)
 
 
 def test_bench_epoch_times_whole_epochs_of_the_cifar_path(tmp_path):

@@ -29,6 +29,7 @@ def test_filter_vs_layer_matches_latencies_and_tabulates(tmp_path):
     # timings are positive; how fast is the machine's business (a loaded one measured 3.37x)
     assert all(r["cpu_ms_b64"] > 0 and r["latency_vs_dense"] > 0 for r in rows)
     assert all(0 <= r["test_top1"] <= 1 for r in rows)
+    assert all(r["train_time_s"] > 0 and r["train_time_vs_dense"] > 0 for r in rows)  # clocked
     table = read_csv(tmp_path / "filter_vs_layer.csv")
     assert [r["pruning"] for r in table] == [r["pruning"] for r in rows]
     assert set(table[0]) == set(rows[0])
@@ -46,5 +47,8 @@ def test_epi_vs_grid_runs_every_fixed_epoch_and_epi(tmp_path):
     assert costs == sorted(costs) and all(0 < c < 1 for c in costs)  # later pruning costs more
     (epi,) = [r for r in rows if r["schedule"] == "epi"]
     assert 1 <= epi["prune_after_epoch"] <= 3 and epi["trigger"] in ("indicator", "fallback")
+    # wall clock beside MACs: every arm timed against its own dense epochs
+    assert all(r["train_time_s"] > 0 and r["train_time_vs_dense"] > 0 for r in rows)
+    assert all(0 < r["kept_macs"] for r in rows)
     assert len(read_csv(tmp_path / "epi_vs_grid.csv")) == 4
     assert (tmp_path / "epi_vs_grid.png").stat().st_size > 10_000

@@ -102,6 +102,9 @@ def _fake_run(folder: Path, *, method: str, sparsity: float, seed: int, top1: fl
             "granularity": "unstructured", "schedule": "cubic", "target_sparsity": sparsity,
             "achieved_sparsity": sparsity, "weight_sparsity": sparsity,
             "sparsity_unit": "weights", "accuracy": {"test": {"top1": top1}},
+            "accuracy_masks": "hardened", "nonzero_counting": "zeros",
+            "last_epoch": {"epoch": 3, "val_top1": top1 - 0.05,
+                           "masks": "soft" if method == "pdp" else "hard"},
             "params": 1000, "nonzero_params": round(1000 * (1 - sparsity)),
             "flops_dense": 10, "flops_nonzero": 5, "train_time_s": 1.0, "epochs": 3,
             "layers": [{"name": "fc1", "sparsity": sparsity}, {"name": "fc2", "sparsity": 0.1}],
@@ -135,8 +138,13 @@ def test_report_rows_statuses_and_seed_statistics(tmp_path):
     assert rows[0]["compiled_latency_vs_dense"] == 0.3  # torch.compile, when timed
     assert rows[4]["compiled_latency_vs_dense"] == ""
     assert series_label(rows[0], rows) == "pdp"
+    # which masks measured which accuracy: the final network's, the last epoch's (PDP: soft)
+    assert [(r["accuracy_masks"], r["last_epoch_masks"]) for r in rows[:5]] == \
+        [("hardened", "soft")] * 2 + [("hardened", "hard")] * 2 + [("", "")]
+    assert rows[0]["last_val_top1"] == pytest.approx(0.85) and rows[4]["last_val_top1"] == ""
     text = (tmp_path / "out" / "report.md").read_text()
     assert "7 runs: 5 ok, 1 failed, 1 incomplete" in text
+    assert "test_top1: the final network, masks hardened" in text
     assert "`4_x` (incomplete)" in text and "`5_x` (failed): RuntimeError" in text
     assert "Per-layer sparsity plotted for" in text and text.rstrip().endswith("1_x`.")
     with pytest.raises(ValueError, match="no finished run"):

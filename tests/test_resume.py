@@ -42,6 +42,17 @@ LAYER_AND_EPI = {
     # the indicator's history, its trigger and the planned counts live in the checkpoint
     "epi": ["model=resnet20", "granularity=channel", "schedule=epi", "sparsity=0.5",
             "schedule.tau=0.5", "schedule.max_epoch=4"],
+    # channels removed from the live model at the starts of epochs 2 and 3: the resumed run
+    # rebuilds the compacted network (and its optimizer state) from the checkpoint
+    "compacted": ["model=resnet20", "granularity=channel", "method=gmp", "sparsity=0.5",
+                  "schedule.start_epoch=1", "schedule.end_epoch=3", "schedule.dt=2"],
+    # PDP hardened after its first epoch at the target, then compacted
+    "pdp_ramp_end": ["model=resnet20", "granularity=channel", "method=pdp", "sparsity=0.5",
+                     "method.harden_at=ramp_end", "schedule.warmup_epochs=1",
+                     "schedule.ramp_epochs=1"],
+    "epi_compacted": ["model=resnet20", "granularity=channel", "schedule=epi",
+                      "method=magnitude", "sparsity=0.5", "schedule.tau=0.5",
+                      "schedule.max_epoch=2"],
 }
 
 

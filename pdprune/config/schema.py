@@ -226,6 +226,9 @@ class PDPMethodConfig:
     name: str = "pdp"
     tau: float = 1e-4  # softmax temperature; the paper reports 1e-5 .. 1e-4
     budget: str = "global"  # global: per-layer rates from one magnitude cut at warm-up end
+    # end (the paper's): soft masks until the run ends; ramp_end (granularity=channel): harden
+    # after the first epoch at the target, remove the pruned channels, train the rest compacted
+    harden_at: str = "end"
     targets: TargetsConfig = field(default_factory=TargetsConfig)
 
 
@@ -374,6 +377,9 @@ class TrainerConfig:
     # mid-epoch checkpoints (resume bit-equal): N optimizer steps, `Nmin` minutes of training, or
     # null (epoch ends only). SIGTERM, SIGUSR1 and Ctrl-C also write one at the current step.
     checkpoint_every: Optional[str] = "10min"
+    # granularity=channel: remove pruned channels from the live model once their pruning is
+    # final (binary masks; PDP after method.harden_at), so the rest of training is cheaper
+    compact_when_final: bool = True
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 

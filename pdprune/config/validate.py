@@ -24,6 +24,7 @@ from .compose_errors import did_you_mean
 from .schema import NMConfig
 
 BUDGETS = ("uniform", "global")
+HARDEN_AT = ("end", "ramp_end")
 LR_SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("auto", "bf16", "off")
 
@@ -59,6 +60,12 @@ def validate(cfg: DictConfig, own_model: bool = False) -> None:
                           f"must be one of {', '.join(BUDGETS)}")
     if "tau" in cfg.method and cfg.method.tau <= 0:
         raise ConfigError("method.tau", cfg.method.tau, "must be positive")
+    if cfg.method.get("harden_at", "end") not in HARDEN_AT:
+        raise ConfigError("method.harden_at", cfg.method.harden_at,
+                          f"must be one of {', '.join(HARDEN_AT)}")
+    if cfg.method.get("harden_at") == "ramp_end" and cfg.granularity.name != "channel":
+        raise ConfigError("method.harden_at", "ramp_end", "needs granularity=channel (hardening "
+                          "early pays only where pruned units can leave the network)")
     if cfg.granularity.name == "nm":
         _check_nm(cfg.granularity)
     if cfg.granularity.name == "channel" and cfg.granularity.round_to < 1:

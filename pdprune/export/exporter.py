@@ -23,10 +23,13 @@ from .portable import save_and_reload_program, save_onnx, save_program
 from .semi_structured import sparse_kernel_report
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
+def save_weights(model: nn.Module, path: Path,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+    """`model`'s state_dict (or `state`) as safetensors."""
     # serialised in memory and written by Python: a full disk is an OSError (ENOSPC) that
     # names the file, not a safetensors error; the bytes are save_file's
-    data = save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
+    state = model.state_dict() if state is None else state
+    data = save({k: v.detach().contiguous().cpu() for k, v in state.items()})
     with replacing(path) as tmp:
         tmp.write_bytes(data)
 
@@ -38,7 +41,8 @@ def export_run(cfg: DictConfig, model: nn.Module, plan: ExportPlan, batch: torch
     already shallower, its N:M pattern. `batch` is a real batch, used for every check."""
     info: dict = {"files": []}
     if cfg.safetensors:
-        save_weights(model, run_dir / "model.safetensors")
+        # the dense architecture's shapes, also when channels left the live model in training
+        save_weights(model, run_dir / "model.safetensors", plan.dense_state)
         info["files"].append("model.safetensors")
     exported = model
     if cfg.compact:
@@ -75,6 +79,24 @@ def export_run(cfg: DictConfig, model: nn.Module, plan: ExportPlan, batch: torch
         info["onnx_file"] = name
         info["files"].append(name)
     return exported, info
+
+
+ACCOUNTING_SAMPLES = 8  # the compact model built only to be measured is checked on so many
+
+
+def remaining_model(model: nn.Module, plan: ExportPlan, batch: torch.Tensor,
+                    exported: nn.Module) -> nn.Module | None:
+    """The network a channel run leaves, its pruned channels physically removed: what its
+    non-zeros and MACs count (measure.cost.remaining_network). The compact export when
+    export_run built it (`exported`), else built here, checked and not saved. None when the
+    structure removes nothing: zeros inside dense layers count as zeros, and a layer-pruned
+    model is already the network that remains."""
+    if plan.removed_units is None:
+        return None
+    if exported is not model:  # export.compact: export_run built it from the same plan
+        return exported
+    compact, _ = compact_model(model, plan.removed_units, batch[:ACCOUNTING_SAMPLES])
+    return compact
 
 
 def weight_layers(state: dict[str, torch.Tensor]) -> int:

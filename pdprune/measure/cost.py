@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -46,3 +47,25 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(all parameters, non-zero parameters)."""
     params = list(model.parameters())
     return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
+
+
+@dataclass
+class Remaining:
+    """The network a structured run leaves once its pruned channels are physically gone (what
+    the compact export holds). Its size is what a channel run's non-zeros count: in the masked
+    model a weight that reads a pruned channel is dead but not zero, and the next layer's
+    columns for that channel would count as non-zero."""
+
+    params: int  # all parameters of the remaining network
+    macs: dict[str, int]  # per conv / linear layer: MACs for one sample
+    weights: dict[str, int]  # per conv / linear layer: elements of its weight
+
+
+def remaining_network(compact: nn.Module, input_shape: tuple[int, ...]) -> Remaining:
+    """Measure `compact`, the run's model with its pruned units removed."""
+    device = next(compact.parameters()).device
+    macs = layer_macs(compact, input_shape, device)
+    weights = {name: module.weight.numel() for name, module in compact.named_modules()
+               if isinstance(module, COUNTED)}
+    return Remaining(params=parameter_counts(compact)[0],
+                     macs={name: dense for name, (dense, _) in macs.items()}, weights=weights)

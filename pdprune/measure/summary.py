@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 from ..files import write_text
+from .cost import Remaining
 from .latency import format_latency
 from .results import LayerResult
+
+ZEROS = "zeros"  # non-zeros: the weights that are not zero (unstructured, N:M, dense)
+REMAINING = "remaining_network"  # non-zeros: the network left once pruned units are removed
 
 
 def build_summary(*, labels: dict[str, str], unit: str, target: float, achieved: float,
@@ -17,12 +21,22 @@ def build_summary(*, labels: dict[str, str], unit: str, target: float, achieved:
                   accuracy: dict[str, dict[str, float]], epochs: int, train_time_s: float,
                   run_dir: Path, input_shape: tuple[int, ...], num_classes: int,
                   latency: dict | None = None, export: dict | None = None,
-                  sections: dict | None = None) -> dict:
+                  sections: dict | None = None, remaining: Remaining | None = None,
+                  masks: dict[str, str] | None = None, last_epoch: dict | None = None) -> dict:
     """`unit`: what sparsity counts (weights, channels, blocks); `sections`: the pruner's own
-    sections of the summary (channels, blocks, epi)."""
+    sections of the summary (channels, blocks, epi). `macs` and `params` are the trained
+    architecture's, unpruned (dense MACs and parameters) and as hardened (non-zeros).
+
+    `remaining`: for a run that removes units (channels), the network left once they are gone
+    (what the compact export holds). Its size is what non-zeros and non-zero MACs count, in the
+    totals and per layer: a weight that reads a pruned channel is dead, zero or not.
+    `masks`: what masks the accuracies were measured with (mask_labels); `last_epoch`: the
+    last epoch's record in metrics.jsonl, whose validation accuracy used the training masks."""
     sections = sections or {}
     prunable = sum(layer.params for layer in layers)
     pruned = sum(layer.pruned for layer in layers)
+    rows = [_layer_row(layer, macs, remaining) for layer in layers]
+    prunable_nonzero = sum(row["nonzero"] for row in rows)
     expected = sum(layer.expected_pruned for layer in layers)
     ties = sum(layer.ties for layer in layers)
     return {
@@ -35,35 +49,58 @@ def build_summary(*, labels: dict[str, str], unit: str, target: float, achieved:
         "sparsity_unit": unit,
         "target_sparsity": target,
         "achieved_sparsity": achieved,
-        "weight_sparsity": pruned / max(1, prunable),
+        "weight_sparsity": (prunable - prunable_nonzero) / max(1, prunable),
         "sparsity_check": sparsity_check(pruned, expected, ties, sections.get("channels")),
         "left_dense": left_dense,  # prunable by type, but the granularity cannot apply
         # whether a kernel that skips zeros ran (2:4 semi-structured on CUDA), or why not
         "sparse_kernel": (export or {}).get("sparse_kernel"),
         **_group_summary(layers),
         **sections,
-        "accuracy": accuracy,
+        "accuracy": accuracy,  # the final network: masks hardened (accuracy_masks)
+        **_mask_fields(masks, last_epoch),
+        "nonzero_counting": ZEROS if remaining is None else REMAINING,
         "params": params[0],
-        "nonzero_params": params[1],
+        "nonzero_params": params[1] if remaining is None else remaining.params,
         "prunable_params": prunable,
-        "prunable_nonzero": prunable - pruned,
+        "prunable_nonzero": prunable_nonzero,
         "flops_dense": sum(d for d, _ in macs.values()),  # multiply-accumulates, one sample
-        "flops_nonzero": sum(n for _, n in macs.values()),
+        "flops_nonzero": sum(n for _, n in macs.values()) if remaining is None
+        else sum(remaining.macs.values()),
         **({"export": export} if export else {}),
         **({"latency": latency} if latency else {}),
         "epochs": epochs,
         "train_time_s": round(train_time_s, 2),
-        "layers": [
-            {"name": layer.name, "shape": list(layer.shape), "params": layer.params,
-             "nonzero": layer.params - layer.pruned, "sparsity": layer.sparsity,
-             "expected_pruned": layer.expected_pruned, "ties": layer.ties,
-             **({"groups": layer.groups, "groups_exact": layer.groups_exact}
-                if layer.groups is not None else {}),
-             "flops_dense": macs.get(layer.name, (0, 0))[0],
-             "flops_nonzero": macs.get(layer.name, (0, 0))[1]}
-            for layer in layers
-        ],
+        "layers": rows,
     }
+
+
+def _layer_row(layer: LayerResult, macs: dict[str, tuple[int, int]],
+               remaining: Remaining | None) -> dict:
+    """One layer of the summary. Counted by the remaining network, a conv keeps the rows of
+    its kept output channels and the columns of its kept input channels; `pruned` then is
+    what its own channel mask zeroed (the budget's count)."""
+    dense, nonzero_macs = macs.get(layer.name, (0, 0))
+    nonzero, sparsity = layer.params - layer.pruned, layer.sparsity
+    if remaining is not None:
+        nonzero = remaining.weights.get(layer.name, 0)
+        nonzero_macs = remaining.macs.get(layer.name, 0)
+        sparsity = (layer.params - nonzero) / layer.params
+    return {"name": layer.name, "shape": list(layer.shape), "params": layer.params,
+            "nonzero": nonzero, "sparsity": sparsity,
+            **({"pruned": layer.pruned} if remaining is not None else {}),
+            "expected_pruned": layer.expected_pruned, "ties": layer.ties,
+            **({"groups": layer.groups, "groups_exact": layer.groups_exact}
+               if layer.groups is not None else {}),
+            "flops_dense": dense, "flops_nonzero": nonzero_macs}
+
+
+def _mask_fields(masks: dict[str, str] | None, last_epoch: dict | None) -> dict:
+    fields = {"accuracy_masks": masks["final"]} if masks else {}
+    if last_epoch is not None:
+        fields["last_epoch"] = {"epoch": last_epoch["epoch"],
+                                "val_top1": last_epoch.get("val_top1"),
+                                "masks": masks["last_epoch"] if masks else None}
+    return fields
 
 
 def sparsity_check(pruned: int, expected: int, ties: int, channels: dict | None = None) -> dict:
@@ -181,7 +218,9 @@ def _count(n: float) -> str:
 
 def format_summary(summary: dict) -> str:
     """A short human-readable table of a summary."""
-    rows = [("layer", "shape", "params", "nonzero", "sparsity", "FLOPs", "nz FLOPs")]
+    removed = summary.get("nonzero_counting") == REMAINING
+    rows = [("layer", "shape", "params", "kept" if removed else "nonzero", "sparsity", "FLOPs",
+             "kept FLOPs" if removed else "nz FLOPs")]
     for layer in summary["layers"]:
         rows.append((layer["name"], "x".join(map(str, layer["shape"])), _count(layer["params"]),
                      _count(layer["nonzero"]), f"{layer['sparsity']:.3f}",
@@ -203,15 +242,15 @@ def format_summary(summary: dict) -> str:
         head, "", *lines, "",
         f"sparsity  target {summary['target_sparsity']:.3f}  achieved "
         f"{summary['achieved_sparsity']:.4f} of {summary['sparsity_unit']}  ({check['pruned']} "
-        f"of {summary['prunable_params']} prunable weights zero; budget {verdict})",
+        f"of {summary['prunable_params']} prunable weights "
+        f"{'in pruned output channels' if removed else 'zero'}; budget {verdict})",
         *([f"groups    {summary['groups']['exact']} of {summary['groups']['total']} groups hold "
            f"exactly the pattern's non-zeros"] if "groups" in summary else []),
         *([f"dense     {', '.join(summary['left_dense'])} (the granularity does not fit)"]
           if summary["left_dense"] else []),
-        f"accuracy  {acc_line}",
-        f"params    {_count(summary['params'])} total, {_count(summary['nonzero_params'])} non-zero"
-        f"   FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "
-        f"{_count(summary['flops_nonzero'])} non-zero",
+        f"accuracy  {acc_line}{_masks_note(summary)}",
+        *_last_epoch_lines(summary),
+        *_size_lines(summary, removed),
         *_channel_lines(summary),
         *_block_lines(summary),
         *_epi_lines(summary),
@@ -221,6 +260,35 @@ def format_summary(summary: dict) -> str:
         + _parallel_note(summary.get("distributed")),
         f"run       {summary['run_dir']}",
     ])
+
+
+def _masks_note(summary: dict) -> str:
+    masks = summary.get("accuracy_masks", "none")
+    return "" if masks == "none" else f"  ({masks} masks)"
+
+
+def _last_epoch_lines(summary: dict) -> list[str]:
+    """The last epoch's validation accuracy when its masks were not the final ones (PDP's soft
+    masks): metrics.jsonl and the epoch log show it, and it differs from the line above."""
+    last = summary.get("last_epoch")
+    if not last or last["masks"] != "soft" or last["val_top1"] is None:
+        return []
+    return [f"          last epoch ({last['epoch']}) val top1 {last['val_top1']:.4f} with soft "
+            "masks (metrics.jsonl)"]
+
+
+def _size_lines(summary: dict, removed: bool) -> list[str]:
+    flops = f"FLOPs (MACs/sample) {_count(summary['flops_dense'])} dense, "
+    if not removed:
+        return [f"params    {_count(summary['params'])} total, "
+                f"{_count(summary['nonzero_params'])} non-zero   {flops}"
+                f"{_count(summary['flops_nonzero'])} non-zero"]
+    return [f"params    {_count(summary['params'])} total, {_count(summary['nonzero_params'])} "
+            f"kept ({summary['nonzero_params'] / max(1, summary['params']):.3f}x)   {flops}"
+            f"{_count(summary['flops_nonzero'])} kept "
+            f"({summary['flops_nonzero'] / max(1, summary['flops_dense']):.3f}x)",
+            "          kept: the network that remains with the pruned channels removed (what "
+            "the compact export holds)"]
 
 
 def _parallel_note(distributed: dict | None) -> str:

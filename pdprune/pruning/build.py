@@ -45,6 +45,17 @@ from .targets import is_depthwise, select_targets
 SOFT_MASKS = ("pdp",)  # methods whose masks are soft until hardening
 
 
+def mask_labels(method: str, harden_at: str = "end") -> dict[str, str]:
+    """The masks behind each reported accuracy. `final` (summary.json's accuracy): hardened,
+    pruned units zero or removed. `last_epoch` (metrics.jsonl's val_top1): what training
+    used: PDP's soft masks until it hardens (method.harden_at), binary masks otherwise.
+    Methods without masks (dense, layerprune): none."""
+    if method in ("dense", "layerprune"):
+        return {"final": "none", "last_epoch": "none"}
+    soft = method in SOFT_MASKS and harden_at == "end"
+    return {"final": "hardened", "last_epoch": "soft" if soft else "hard"}
+
+
 def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
                  input_shape: tuple[int, ...] | None = None,
                  train_batches: Callable[[], Iterable] | None = None) -> Pruner:
@@ -69,7 +80,8 @@ def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
     tau = method.tau if method.name in SOFT_MASKS else None
     if cfg.granularity.name == "channel":
         groups, left_dense = channel_groups(model, targets, input_shape)
-        structure = ChannelStructure(model, groups, left_dense, tau, cfg.granularity.round_to)
+        structure = ChannelStructure(model, groups, left_dense, tau, cfg.granularity.round_to,
+                                     input_shape)
     else:
         structure = WeightStructure(targets, build_granularity(cfg.granularity), tau)
     is_epi = cfg.schedule.name == "epi"
@@ -83,7 +95,9 @@ def build_pruner(cfg: DictConfig, model: nn.Module, steps_per_epoch: int,
         budget = Planned(schedule.watch(structure), budget)
     scorer = RandomScorer(structure, method.seed) if method.name == "random" \
         else MagnitudeScorer(structure)
-    return Pruner(structure, scorer, budget, schedule, steps_per_epoch).attach()
+    return Pruner(structure, scorer, budget, schedule, steps_per_epoch,
+                  cfg.trainer.get("compact_when_final", False),
+                  method.get("harden_at", "end") == "ramp_end").attach()
 
 
 def channel_groups(model: nn.Module, targets: list[tuple[str, nn.Module]],
@@ -94,7 +108,8 @@ def channel_groups(model: nn.Module, targets: list[tuple[str, nn.Module]],
     roots = [name for name, _ in targets]
     ignored = [name for name, m in model.named_modules() if isinstance(m, PRODUCERS)
                and name not in roots and not is_depthwise(m)]
-    example = torch.zeros((1, *input_shape), device=next(model.parameters()).device)
+    param = next(model.parameters())
+    example = torch.zeros((1, *input_shape), device=param.device, dtype=param.dtype)
     groups = find_channel_groups(model, example, roots, ignored)
     covered = {p.name for g in groups for p in g.producers}
     return groups, [name for name in roots if name not in covered]

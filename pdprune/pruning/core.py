@@ -14,6 +14,7 @@ the end); it never owns the loop. Its state plus the model's state_dict restore 
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..measure.results import LayerResult
@@ -21,9 +22,14 @@ from .structures.base import ExportPlan, Structure
 
 
 class Pruner:
-    def __init__(self, structure: Structure, scorer, budget, schedule, steps_per_epoch: int):
+    def __init__(self, structure: Structure, scorer, budget, schedule, steps_per_epoch: int,
+                 compact_when_final: bool = False, harden_at_target: bool = False):
         self.structure, self.scorer, self.budget = structure, scorer, budget
         self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
+        # remove units from the live model once their pruning is final (needs the optimizer)
+        self.compact_when_final = compact_when_final
+        self.harden_at_target = harden_at_target  # soft masks become binary at the target
+        self.optimizer: torch.optim.Optimizer | None = None
         self.sparsity = 0.0  # the schedule's value the masks currently implement
         self.counts = [0] * len(structure.sizes())  # units pruned per row, per group
         self.epoch_counts: list[list[int]] = []  # the counts at each epoch's end
@@ -31,6 +37,10 @@ class Pruner:
     def attach(self) -> Pruner:
         self.structure.attach()
         return self
+
+    def bind(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer training the model: removed units take their state with them."""
+        self.optimizer = optimizer
 
     # --- what the loop and the summary read
     @property
@@ -64,10 +74,23 @@ class Pruner:
         return self.structure.achieved()
 
     # --- the loop's calls
-    def begin_epoch(self, epoch: int) -> list[nn.Parameter]:
-        """Before the first batch of `epoch` (0-based); returns parameters whose shape
-        changed (a structure that removes its units acts here, while the loader is idle)."""
-        return self.structure.begin_epoch(epoch, self)
+    def begin_epoch(self, epoch: int) -> bool:
+        """Before the first batch of `epoch` (0-based), while the loader is idle: structures
+        that remove units act here. Returns whether the model's parameters changed (wrappers
+        such as DDP or torch.compile must be rebuilt)."""
+        reshaped = self.structure.begin_epoch(epoch, self)
+        for param in reshaped:  # state of the old shape
+            if self.optimizer is not None:
+                self.optimizer.state.pop(param, None)
+        if not (self.compact_when_final and self.optimizer is not None
+                and self.structure.shrinks_network):
+            return bool(reshaped)
+        self.before_step(epoch * self.steps_per_epoch)  # the masks the epoch starts with
+        if self.harden_at_target and epoch > 0 and self.schedule.target > 0 \
+                and self.schedule.sparsity_at((epoch - 1) * self.steps_per_epoch) \
+                == self.schedule.target:  # an epoch of soft masks at the target is done
+            self.structure.harden()  # final from now on: the next lines remove the pruned
+        return self.structure.compact(self.optimizer) or bool(reshaped)
 
     def before_step(self, step: int) -> None:
         """Before optimizer step `step` (0-based count of steps already taken)."""
@@ -132,5 +155,5 @@ class Pruner:
         self.schedule.load_state_dict(state["schedule"])
         self.scorer.load_state_dict(state["scorer"])
         self.budget.load_state_dict(state["budget"])
-        self.structure.load_state_dict(state["structure"], self.counts)
+        self.structure.load_state_dict(state["structure"], self.counts, self.optimizer)
 

@@ -19,6 +19,7 @@ from ..api import Pruning
 from ..data.bundle import DataBundle
 from ..distributed import SINGLE, World, data_parallel, global_mean_scale
 from ..errors import PdpruneError, Preempted
+from ..measure.training_cost import network_size
 from .checkpoint import (
     CHECKPOINT,
     restore_rng_states,
@@ -96,6 +97,7 @@ class Trainer:
         self.forward = torch.compile(model) if compile_model else model  # evaluation
         self.train_forward = self._parallel(model)  # training: under DDP with several ranks
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        pruning.bind(optimizer)
         self.state = TrainState()
         self.finite = FiniteLoss(device, deferred=device.type != "cpu" or world.active)
         self.clock = CheckpointClock(self.config.get("trainer", {}).get("checkpoint_every"))
@@ -103,6 +105,13 @@ class Trainer:
         self.saved_step: int | None = None  # the step of the checkpoint on disk
         self.epoch_progress: dict | None = None  # a mid-epoch checkpoint's partial epoch
         self.resume_progress: dict | None = None  # the one a resumed run starts from
+
+    def rebuild_wrappers(self) -> None:
+        """DDP's buckets and torch.compile's graphs hold the old parameters."""
+        if self.memory_format == torch.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if self.compile_model else self.model
+        self.train_forward = self._parallel(self.model)
 
     def _parallel(self, model: nn.Module) -> nn.Module:
         if not self.world.active:
@@ -125,12 +134,8 @@ class Trainer:
         partial, self.resume_progress = self.resume_progress, None
         started = time.perf_counter() - (partial["time_s"] if partial else 0.0)
         lr = self.optimizer.param_groups[0]["lr"]
-        if partial is None:  # a resumed partial epoch has begun already
-            reshaped = self.pruning.begin_epoch(epoch)
-            for param in reshaped:
-                self.optimizer.state.pop(param, None)  # momentum of the old shape
-            if reshaped and self.world.active:  # DDP's buckets hold the old parameters
-                self.train_forward = self._parallel(self.model)
+        if partial is None and self.pruning.begin_epoch(epoch):  # parameters changed
+            self.rebuild_wrappers()
         train = self.train_epoch(epoch, started, partial)
         pruning = self.pruning.epoch_done(epoch + 1)
         self.lr_scheduler.step()
@@ -145,6 +150,8 @@ class Trainer:
             "achieved_sparsity": self.pruning.achieved_sparsity(),
             **pruning,
             "epoch_time_s": round(time.perf_counter() - started, 3),
+            # the network trained this epoch (smaller once channels left it): MACs, parameters
+            **network_size(self.model, self.data.input_shape),
         }
         if self.world.is_main:
             self.metrics.append(record)

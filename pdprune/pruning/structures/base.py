@@ -19,12 +19,15 @@ class ExportPlan:
     shallower: the live model already lost its pruned blocks: it is exported as it is, as a
       program that loads without pdprune.
     pattern: the N:M pattern (n, m) of the zeros, for sparse kernels; None when there is none.
+    dense_state: the weights in the dense architecture's shapes, zeros for what was removed
+      during training (None: the live model has them).
     """
 
     removed_units: dict[str, torch.Tensor] | None = None
     reason: str = ""
     shallower: bool = False
     pattern: tuple[int, int] | None = None
+    dense_state: dict[str, torch.Tensor] | None = None
 
 
 class Structure:
@@ -67,6 +70,14 @@ class Structure:
         """Before an epoch (the loader idle); returns parameters whose shape changed."""
         return []
 
+    def harden(self) -> None:
+        """Make soft masks binary at their current decision (method.harden_at=ramp_end)."""
+
+    def compact(self, optimizer: torch.optim.Optimizer | None) -> bool:
+        """Remove from the live model the units whose pruning is final, the optimizer's
+        parameters and state following; whether the model changed. Most cannot."""
+        return False
+
     def finalize(self, counts: list[int]) -> list[LayerResult]:
         """Harden, bake, remove the parametrizations; one result per pruned layer."""
         raise NotImplementedError
@@ -86,5 +97,6 @@ class Structure:
     def state_dict(self) -> dict:
         return {}
 
-    def load_state_dict(self, state: dict, counts: list[int]) -> None:
+    def load_state_dict(self, state: dict, counts: list[int],
+                        optimizer: torch.optim.Optimizer | None = None) -> None:
         pass

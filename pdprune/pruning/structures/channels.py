@@ -13,6 +13,9 @@ everywhere, so removing it (export.compact) changes no output.
 
 from __future__ import annotations
 
+import math
+import re
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -23,7 +26,32 @@ from ..limits import check_channel_budget, target_channels
 from ..masks import BinaryChannelMask, ForwardScope, SoftChannelMask
 from ..selection import round_kept
 from .base import ExportPlan, Structure
+from .compaction import DensePositions, remap_optimizer, sliced, tensor_state
 from .coupled import ChannelGroup, remove_channels
+
+
+def _plain(name: str) -> str:
+    """A parametrized parameter's name as the module would have it without the mask."""
+    return re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
+
+
+def _in_features(module: nn.Module) -> int:
+    return _original(module, "weight").shape[1]
+
+
+def _renumber_inputs(groups: list[ChannelGroup], remove: list[torch.Tensor]) -> None:
+    """After a removal: every reader's input indices without the removed columns."""
+    removed: dict[str, list[torch.Tensor]] = {}
+    for group, gone in zip(groups, remove, strict=True):
+        for side in group.inputs:
+            removed.setdefault(side.name, []).append(side.idxs[gone[side.channels]])
+    cut = {name: torch.cat(parts).sort().values for name, parts in removed.items()}
+    for group, gone in zip(groups, remove, strict=True):
+        for side in group.inputs:
+            stays = ~gone[side.channels]
+            idxs = side.idxs[stays]
+            side.idxs = idxs - torch.searchsorted(cut[side.name], idxs)
+            side.channels = side.channels[stays]
 
 
 def _original(module: nn.Module, name: str) -> torch.Tensor:
@@ -34,19 +62,26 @@ def _original(module: nn.Module, name: str) -> torch.Tensor:
 
 
 class GroupChannels:
-    """A group's producers, and the channel norms computed from them (group channel order)."""
+    """A group's producers, and the channel norms computed from them (group channel order;
+    a channel removed from the live model counts 0)."""
 
-    def __init__(self, group: ChannelGroup, modules: dict[str, nn.Module]):
-        self.group, self.size = group, group.channels
-        self.producers = [(modules[p.name], torch.argsort(p.gather)) for p in group.producers]
+    def __init__(self, group: ChannelGroup, modules: dict[str, nn.Module], live_inputs=None):
+        self.group, self.size, self.modules = group, group.channels, modules
+        # name -> which input columns still read a live channel (None: all count)
+        self.live_inputs = live_inputs
 
     def norms_squared(self) -> torch.Tensor:
         """||W_c||^2 per group channel, float32, in the autograd graph."""
         total = None
-        for module, order in self.producers:
-            rows = _original(module, "weight").float().square().flatten(1).sum(1)
-            rows = rows[order.to(rows.device)]
-            total = rows if total is None else total + rows
+        for member in self.group.producers:
+            weight = _original(self.modules[member.name], "weight").float()
+            live = self.live_inputs(member.name) if self.live_inputs is not None else None
+            if live is not None:  # weights that read a pruned channel are dead: not counted
+                weight = weight * live.to(weight.device).reshape(1, -1, *[1] * (weight.dim() - 2))
+            rows = weight.square().flatten(1).sum(1)
+            if total is None:
+                total = rows.new_zeros(self.size)
+            total = total.index_add(0, member.gather.to(rows.device), rows)
         return total
 
     def norms(self) -> torch.Tensor:
@@ -75,17 +110,27 @@ class ChannelStructure(Structure):
     shrinks_network = True  # each pruned channel makes the trained network smaller
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], left_dense: list[str],
-                 tau: float | None, round_to: int = 1):
+                 tau: float | None, round_to: int = 1,
+                 input_shape: tuple[int, ...] | None = None):
         self.model, self.groups, self.left_dense = model, groups, left_dense
+        self.input_shape = input_shape  # traced by Torch-Pruning when channels are removed
         self.tau = tau  # soft (PDP) masks, else binary
         self.round_to = round_to  # kept channels per group: a multiple of this (or all)
         self.modules = dict(model.named_modules())
-        self.channels = [GroupChannels(g, self.modules) for g in groups]
+        # binary masks score channels by their live weights only (those reading kept channels):
+        # what a compacted network keeps, so masked and compacted training are one function
+        live = self.live_inputs if tau is None else None
+        self.channels = [GroupChannels(g, self.modules, live) for g in groups]
         self.scope = ForwardScope()
         self.masks: list[SoftChannelMask | BinaryChannelMask] = []
         self._hooks: list = []
         self.kept: dict[str, torch.Tensor] = {}  # after finalize: root -> kept channels
         self.budget_kind = "uniform"  # what `target_pruned` in the summary counts
+        # compaction: which group channels the live model still has, its dense layers' shapes
+        self.present = [torch.ones(g.channels, dtype=torch.bool) for g in groups]
+        self.dense_shapes = {m.name: tuple(self.modules[m.name].weight.shape)
+                             for g in groups for m in g.producers}
+        self.positions: DensePositions | None = None  # made at the first removal
 
     # --- units
     @property
@@ -133,18 +178,124 @@ class ChannelStructure(Structure):
 
     # --- masks on, and off for good
     def attach(self) -> None:
-        device = next(self.model.parameters()).device
         self.masks = [SoftChannelMask(c, self.tau, self.scope) if self.tau is not None
-                      else BinaryChannelMask(c.size, device) for c in self.channels]
+                      else BinaryChannelMask(c.size, self.device) for c in self.channels]
+        self._mask_parameters()
+        self._hooks = [self.model.register_forward_pre_hook(self.scope.enter),
+                       self.model.register_forward_hook(self.scope.exit, always_call=True)]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _mask_parameters(self) -> None:
         for group, mask in zip(self.groups, self.masks, strict=True):
             for member in group.members:
                 module = self.modules[member.name]
                 for name in ("weight", "bias"):
                     if getattr(module, name, None) is not None:
                         parametrize.register_parametrization(
-                            module, name, ChannelSliceMask(mask, member.gather))
-        self._hooks = [self.model.register_forward_pre_hook(self.scope.enter),
-                       self.model.register_forward_hook(self.scope.exit, always_call=True)]
+                            module, name, ChannelSliceMask(mask, member.gather.to(self.device)))
+
+    def _unmask_parameters(self) -> None:
+        """Parametrizations off, the trained values left as they are (not baked)."""
+        for group in self.groups:
+            for member in group.members:
+                module = self.modules[member.name]
+                for name in ("weight", "bias"):
+                    if parametrize.is_parametrized(module, name):
+                        parametrize.remove_parametrizations(module, name,
+                                                            leave_parametrized=False)
+
+    def live_inputs(self, name: str) -> torch.Tensor | None:
+        """Over `name`'s input columns: False where it reads a channel a mask prunes."""
+        live = None
+        for group, mask in zip(self.groups, self.masks, strict=True):
+            for side in group.inputs:
+                if side.name == name:
+                    if live is None:
+                        live = torch.ones(_in_features(self.modules[name]), dtype=torch.bool)
+                    live[side.idxs] = mask.hard()[side.channels]
+        return live
+
+    # --- compaction: pruned channels leave the live model
+    @property
+    def final(self) -> bool:
+        """Whether the masks' decisions are final: binary masks keep the largest masked
+        norms, so a pruned channel (norm 0) never comes back; soft masks decide at hardening."""
+        return all(m.needs_scores for m in self.masks)
+
+    def _removable(self, remove: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{root: the root's live channel indices} of the group channels in `remove`."""
+        pruned = {}
+        for group, gone in zip(self.groups, remove, strict=True):
+            root = next(m for m in group.members if m.name == group.root)
+            idxs = gone[root.gather.cpu()].nonzero().flatten()
+            if len(idxs):
+                pruned[group.root] = idxs
+        return pruned
+
+    @torch.no_grad()
+    def harden(self, keeps: list[torch.Tensor] | None = None) -> None:
+        """Soft masks become binary masks keeping what m >= 0.5 keeps (or `keeps`, from a
+        checkpoint); from then on channels score by their live weights, as binary masks do."""
+        if self.final:
+            return
+        keeps = keeps or [mask.hard() for mask in self.masks]
+        binary = []
+        for channels, keep in zip(self.channels, keeps, strict=True):
+            hard = BinaryChannelMask(channels.size, self.device)
+            hard.load_state_dict({"keep": keep}, 0)
+            binary.append(hard)
+        self._unmask_parameters()
+        self.masks = binary
+        self._mask_parameters()
+        for channels in self.channels:
+            channels.live_inputs = self.live_inputs
+
+    @torch.no_grad()
+    def compact(self, optimizer: torch.optim.Optimizer | None) -> bool:
+        """Remove from the live model every channel the (final) masks prune; the optimizer's
+        parameters and state follow. Returns whether the model changed."""
+        if not self.final:
+            return False
+        remove = [p & ~m.hard() for p, m in zip(self.present, self.masks, strict=True)]
+        if not any(r.any() for r in remove):
+            return False
+        self._remove(remove, optimizer)
+        return True
+
+    def _remove(self, remove: list[torch.Tensor], optimizer: torch.optim.Optimizer | None) -> None:
+        pruned = self._removable(remove)
+        before = dict(self.model.named_parameters())
+        self._unmask_parameters()
+        plain = dict(self.model.named_parameters())
+        attached = {_plain(n): n for n in before}
+        state = tensor_state(optimizer, plain) if optimizer is not None else {}
+        param = next(self.model.parameters())
+        example = torch.zeros((1, *self.input_shape), device=param.device, dtype=param.dtype)
+        cut = {key: sliced(self.model, example, pruned, values) for key, values in state.items()}
+        if self.positions is None:
+            self.positions = DensePositions(self.model)
+        self.positions.remove(example, pruned)
+        remove_channels(self.model, example, pruned)
+        for group, gone in zip(self.groups, remove, strict=True):
+            for member in group.members:
+                member.gather = member.gather[~gone[member.gather.cpu()].to(member.gather.device)]
+        _renumber_inputs(self.groups, remove)
+        self.present = [p & ~r for p, r in zip(self.present, remove, strict=True)]
+        self.modules = dict(self.model.named_modules())
+        for channels in self.channels:
+            channels.modules = self.modules
+        self._mask_parameters()
+        if optimizer is not None:
+            after = {_plain(n): p for n, p in self.model.named_parameters()}
+            by_name = {attached.get(n, n): after[n] for n in after}
+            per_param = {}
+            for key, values in cut.items():
+                for name, value in values.items():
+                    per_param.setdefault(attached.get(name, name), {})[key] = value
+            remap_optimizer(optimizer, before, by_name, per_param)
 
     @torch.no_grad()
     def finalize(self, counts: list[int]) -> list[LayerResult]:
@@ -169,20 +320,25 @@ class ChannelStructure(Structure):
                         param = getattr(module, name)
                         kept = keep.to(param.device)[member.gather.to(param.device)]
                         param.mul_(kept.reshape(-1, *([1] * (param.dim() - 1))))
-                if member.producer:
-                    weight, row = module.weight, module.weight[0].numel()
-                    zero_rows = int((weight.flatten(1) == 0).all(dim=1).sum())
-                    results.append(LayerResult(member.name, tuple(weight.shape), weight.numel(),
-                                               count * row, zero_rows * row, ties * row))
+                if member.producer:  # counted in the dense layer: removed rows are pruned too
+                    shape = self.dense_shapes[member.name]
+                    row, removed = math.prod(shape[1:]), shape[0] - len(member.gather)
+                    zero_rows = int((module.weight.flatten(1) == 0).all(dim=1).sum())
+                    results.append(LayerResult(member.name, shape, shape[0] * row, count * row,
+                                               (zero_rows + removed) * row, ties * row))
         order = {name: i for i, name in enumerate(self.modules)}
         return sorted(results, key=lambda r: order[r.name])
 
     def pruned_channels(self) -> dict[str, torch.Tensor]:
-        """After finalize: {root layer: root channel indices removed}, for a compact export."""
-        return {root: (~keep).nonzero().flatten() for root, keep in self.kept.items()}
+        """After finalize: {root layer: live root channel indices still to remove}, for a
+        compact export."""
+        return self._removable([p & ~self.kept[g.root] for p, g in zip(self.present,
+                                                                       self.groups, strict=True)])
 
     def export_plan(self) -> ExportPlan:
-        return ExportPlan(removed_units=self.pruned_channels())
+        dense = None if self.positions is None else \
+            self.positions.dense_state(self.model.state_dict())
+        return ExportPlan(removed_units=self.pruned_channels(), dense_state=dense)
 
     @torch.no_grad()
     def shrink(self, dense: nn.Module, counts: list[int],
@@ -207,8 +363,18 @@ class ChannelStructure(Structure):
 
     # --- checkpoints
     def state_dict(self) -> dict:
-        return {"masks": [m.state_dict() for m in self.masks]}
+        return {"masks": [m.state_dict() for m in self.masks], "hardened": self.final,
+                "present": [p.clone() for p in self.present]}
 
-    def load_state_dict(self, state: dict, counts: list[int]) -> None:
+    def load_state_dict(self, state: dict, counts: list[int],
+                        optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Masks back, and the live model compacted as the saved one was (call before loading
+        the model's weights: they have the compacted shapes)."""
+        if state.get("hardened") and not self.final:  # soft masks hardened before the save
+            self.harden([mask_state["keep"] for mask_state in state["masks"]])
         for mask, mask_state, count in zip(self.masks, state["masks"], counts, strict=True):
             mask.load_state_dict(mask_state, count)
+        gone = [p & ~q for p, q in zip(self.present, state.get("present", self.present),
+                                       strict=True)]
+        if any(g.any() for g in gone):
+            self._remove(gone, optimizer)

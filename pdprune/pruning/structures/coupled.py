@@ -34,12 +34,23 @@ class OutputSide:
 
 
 @dataclass
+class InputSide:
+    """A conv / linear that reads a group's channels: its input index `idxs[k]` carries group
+    channel `channels[k]` (a linear after a flatten reads each channel at several indices)."""
+
+    name: str
+    idxs: torch.Tensor
+    channels: torch.Tensor
+
+
+@dataclass
 class ChannelGroup:
     """Coupled output channels, in the index order of the root layer's output channels."""
 
     root: str
     channels: int
     members: list[OutputSide] = field(default_factory=list)
+    inputs: list[InputSide] = field(default_factory=list)
 
     @property
     def producers(self) -> list[OutputSide]:
@@ -74,8 +85,15 @@ def find_channel_groups(model: nn.Module, example: torch.Tensor, roots: list[str
         result = ChannelGroup(root, channels)
         for item in group:
             module = item.dep.target.module
-            if not graph.is_out_channel_pruning_fn(item.dep.handler) or module not in names:
-                continue  # an input side, or an operator node (add, relu) with no parameters
+            if module not in names:
+                continue  # an operator node (add, relu) with no parameters
+            if not graph.is_out_channel_pruning_fn(item.dep.handler):  # (a BN's is both)
+                if graph.is_in_channel_pruning_fn(item.dep.handler) \
+                        and isinstance(module, PRODUCERS) and getattr(module, "groups", 1) == 1:
+                    result.inputs.append(InputSide(names[module],
+                                                   torch.as_tensor(list(item.idxs)),
+                                                   torch.as_tensor(list(item.root_idxs))))
+                continue
             name = names[module]
             if any(m.name == name for m in result.members):
                 continue

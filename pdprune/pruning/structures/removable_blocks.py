@@ -153,7 +153,8 @@ class BlockStructure(Structure):
         return {"removed": self.removed, "scores": dict(self.scores),
                 "choose": self.choose.state_dict()}
 
-    def load_state_dict(self, state: dict, counts: list[int]) -> None:
+    def load_state_dict(self, state: dict, counts: list[int],
+                        optimizer: torch.optim.Optimizer | None = None) -> None:
         """Restores the architecture too: call before loading the model's weights."""
         self.scores = dict(state["scores"])
         self.choose.load_state_dict(state["choose"])

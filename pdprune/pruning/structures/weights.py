@@ -156,7 +156,8 @@ class WeightStructure(Structure):
                           "removed", pattern=self.granularity.pattern)
 
     # --- checkpoints: the binary masks are buffers of the model (its state_dict has them)
-    def load_state_dict(self, state: dict, counts: list[int]) -> None:
+    def load_state_dict(self, state: dict, counts: list[int],
+                        optimizer: torch.optim.Optimizer | None = None) -> None:
         for mask, count in zip(self.masks, counts, strict=True):
             mask.pruned = count
 
