@@ -36,7 +36,7 @@ def _few(keys: list[str]) -> str:
 
 def load_reason(exc: BaseException, archive: bool = True) -> str:
     """Why torch.load / safetensors refused a file, in a few words (torch's own text is a
-    paragraph that suggests weights_only=False: never for a file we did not write).
+    paragraph that suggests turning the safe unpickler off: never for a file we did not write).
     `archive`: the file starts as torch.save's zip archives do; a file that does not and fails
     to unpickle is not one torch.save wrote, whatever the unpickler tripped on first."""
     text = str(exc)

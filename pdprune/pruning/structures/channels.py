@@ -201,11 +201,16 @@ class ChannelStructure(Structure):
         """Parametrizations off, the trained values left as they are (not baked)."""
         for group in self.groups:
             for member in group.members:
-                module = self.modules[member.name]
-                for name in ("weight", "bias"):
-                    if parametrize.is_parametrized(module, name):
-                        parametrize.remove_parametrizations(module, name,
-                                                            leave_parametrized=False)
+                self._unmask(member)
+
+    def _unmask(self, member) -> list[torch.Tensor]:
+        """A member's parametrizations off; returns the parameters that had one."""
+        module, unmasked = self.modules[member.name], []
+        for name in ("weight", "bias"):
+            if parametrize.is_parametrized(module, name):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=False)
+                unmasked.append(getattr(module, name))
+        return unmasked
 
     def live_inputs(self, name: str) -> torch.Tensor | None:
         """Over `name`'s input columns: False where it reads a channel a mask prunes."""
@@ -313,13 +318,9 @@ class ChannelStructure(Structure):
             self.kept[group.root] = keep
             for member in group.members:
                 module = self.modules[member.name]
-                for name in ("weight", "bias"):
-                    if parametrize.is_parametrized(module, name):
-                        parametrize.remove_parametrizations(module, name,
-                                                            leave_parametrized=False)
-                        param = getattr(module, name)
-                        kept = keep.to(param.device)[member.gather.to(param.device)]
-                        param.mul_(kept.reshape(-1, *([1] * (param.dim() - 1))))
+                for param in self._unmask(member):  # zeros baked into every output slice
+                    kept = keep.to(param.device)[member.gather.to(param.device)]
+                    param.mul_(kept.reshape(-1, *([1] * (param.dim() - 1))))
                 if member.producer:  # counted in the dense layer: removed rows are pruned too
                     shape = self.dense_shapes[member.name]
                     row, removed = math.prod(shape[1:]), shape[0] - len(member.gather)
