@@ -101,3 +101,20 @@ def test_harden_at_ramp_end_needs_channels(make_cfg):
 
     with pytest.raises(ConfigError, match="method.harden_at"):
         validate(make_cfg("method=pdp", "method.harden_at=ramp_end"))
+
+
+def test_a_compacted_network_trains_without_mask_products(make_cfg):
+    """Once the pruned channels are gone, every remaining binary mask keeps all a member has: the
+    parameters pass through their parametrizations untouched (no product, no extra backward)."""
+    from torch.nn.utils import parametrize
+
+    model, pruner, _ = train(make_cfg(*GMP), "sgd", compact=True)
+    masked = [(m, name) for m in model.modules() for name in ("weight", "bias")
+              if parametrize.is_parametrized(m, name)]
+    assert masked  # the masks stay on (the schedule could still move them)
+    for module, name in masked:
+        assert getattr(module, name) is getattr(module.parametrizations, name).original
+    # in the masked twin, the members of pruned groups still multiply by their masks
+    twin, _, _ = train(make_cfg(*GMP), "sgd", compact=False)
+    assert any(m.weight is not m.parametrizations.weight.original
+               for m in twin.modules() if parametrize.is_parametrized(m, "weight"))

@@ -109,7 +109,8 @@ def test_the_rule_read_from_logged_values_is_the_indicators(tau):
 def test_epi_run_logs_every_epoch_and_prunes_once_at_the_trigger(make_cfg, tmp_path):
     # Which epoch fires depends on the CPU's float trajectory (3 here, 4 on an AMD EPYC), so the
     # trigger t is read from the run's own logged EPI values; every assertion holds at any t.
-    summary = run(make_cfg(*EPI_RUN, "schedule.tau=0.5", "schedule.max_epoch=5"), tmp_path)
+    summary = run(make_cfg(*EPI_RUN, "schedule.tau=0.5", "schedule.max_epoch=5",
+                           "schedule.cut=channels"), tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     watched = [r for r in records if "epi" in r]  # the epochs before pruning
     t, kind = trigger_by_the_rule([r["epi"] for r in watched], tau=0.5, patience=5, max_epoch=5)
@@ -133,10 +134,18 @@ def test_epi_run_logs_every_epoch_and_prunes_once_at_the_trigger(make_cfg, tmp_p
     assert cost["vs_dense"] == pytest.approx((t + after * macs[t] / macs[0]) / 6)
 
 
-def test_epi_falls_back_to_max_epoch(make_cfg, tmp_path):
-    summary = run(make_cfg(*EPI_RUN, "schedule.tau=0.9999", "schedule.max_epoch=2"), tmp_path)
+def test_epi_falls_back_to_max_epoch_at_the_cost_of_a_uniform_cut(make_cfg, tmp_path):
+    summary = run(make_cfg(*EPI_RUN, "schedule.tau=0.9999", "schedule.max_epoch=2"),
+                  tmp_path / "epi")
     assert (summary["epi"]["trigger_epoch"], summary["epi"]["trigger"]) == (2, "fallback")
-    assert summary["achieved_sparsity"] == pytest.approx(0.5, abs=4 / 448)
+    assert summary["epi"]["cut"] == "macs"
+    # schedule.cut=macs (the default): the kept network costs what pruning half of every
+    # group's channels costs, up to the last channel of the ranking (a few percent)
+    uniform = run(make_cfg(*EPI_RUN[:3], *EPI_RUN[4:], "schedule=oneshot", "schedule.epoch=2",
+                           "method=magnitude", "method.budget=uniform"), tmp_path / "uniform")
+    kept = summary["training_cost"]["forward_macs_per_epoch"][-1]
+    budget = uniform["training_cost"]["forward_macs_per_epoch"][-1]
+    assert 0.95 * budget < kept <= budget
 
 
 def test_epi_needs_channels(make_cfg, tmp_path):

@@ -129,7 +129,8 @@ def _is_multirun(argv: list[str]) -> bool:
 
 
 def _note_ignored(cfg, overrides: list[str]) -> None:
-    """A single run given a setting it does not use: say so on stderr (in a sweep such as
+    """A single run given a setting it does not use, or a pairing that defeats its purpose: say
+    so on stderr (in a sweep such as
     `-m method=dense,pdp sparsity=0.9` the dense job ignoring it is expected)."""
     typed = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
     used = cfg.model.get("match_nonzeros") is not None  # the small-dense arm sizes by it
@@ -137,6 +138,13 @@ def _note_ignored(cfg, overrides: list[str]) -> None:
             and os.environ.get("RANK", "0") == "0":
         print(f"prune-train: note: method=dense is the dense baseline and ignores "
               f"sparsity={cfg.sparsity} (its summary says target 0)", file=sys.stderr, flush=True)
+    # harden_at belongs to the soft-mask methods (PDP)
+    if cfg.schedule.name == "epi" and cfg.method.get("harden_at") == "end" \
+            and os.environ.get("RANK", "0") == "0":
+        print(f"prune-train: note: schedule=epi with method={cfg.method.name}: soft masks keep "
+              "every channel in the network until the end, so training gets no cheaper after the "
+              "trigger; method=magnitude prunes them at once (as the EPI paper does), or set "
+              "method.harden_at=ramp_end", file=sys.stderr, flush=True)
 
 
 def _check_resumable(cfg) -> None:

@@ -308,6 +308,8 @@ class EPIScheduleConfig:
     name: str = "epi"
     target: float = MISSING
     criterion: str = "bn_taylor"  # channel ranking: bn_taylor | taylor | bn_gamma | l1 | l2
+    normalize: str = "mean"  # each group's scores over their mean | none
+    cut: str = "macs"  # macs: at the cost of pruning every group by target | channels
     tau: Optional[float] = None  # null: 0.944 for Taylor criteria, 0.983 for magnitudes
     window: int = 5  # r: earlier sub-networks EPI_t compares with
     patience: int = 5  # j: EPI_t must exceed this many previous values

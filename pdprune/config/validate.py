@@ -290,6 +290,10 @@ def _check_schedule(schedule: DictConfig, epochs: int) -> None:
         if schedule.criterion not in CRITERIA:
             raise ConfigError("schedule.criterion", schedule.criterion,
                               f"must be one of {', '.join(CRITERIA)}")
+        if schedule.normalize not in ("mean", "none"):
+            raise ConfigError("schedule.normalize", schedule.normalize, "must be mean or none")
+        if schedule.cut not in ("macs", "channels"):
+            raise ConfigError("schedule.cut", schedule.cut, "must be macs or channels")
         if schedule.tau is not None and not 0 < schedule.tau < 1:
             raise ConfigError("schedule.tau", schedule.tau, "must be in (0, 1)")
         for key in ("window", "patience"):

@@ -8,6 +8,12 @@ channels of all groups are ranked together and the kept count per group at the t
 sub-network N_t. A group's channel score is the mean over its members of the scored type (the
 BNs for bn_* criteria, the convs / linears otherwise): (choice) a sum would favour the channels
 of a residual stage, which a dozen BNs share, over a block's inner channels, which one BN has.
+
+Two choices shape the cut (docs/methods.md#epi): `normalize` ("mean": each group's scores over
+their mean, so that groups of different weight scales compare; "none") and `cut` ("macs": the
+fewest channels whose removal brings the network to the MACs of pruning the target fraction of
+every group, so EPI trains a network that costs what a fixed-epoch run's costs; "channels": the
+target fraction of all channels).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from .channel_cost import ChannelCost
 from .epi import EarlyPruningIndicator
 from .importance import ImportanceMeter, scored_type
 from .selection import global_budget, round_kept
@@ -22,8 +29,10 @@ from .selection import global_budget, round_kept
 
 class EPISchedule:
     def __init__(self, target: float, steps_per_epoch: int, criterion: str, tau: float,
-                 window: int, patience: int, max_epoch: int):
+                 window: int, patience: int, max_epoch: int, normalize: str = "mean",
+                 cut: str = "macs"):
         self.target, self.steps_per_epoch, self.criterion = target, steps_per_epoch, criterion
+        self.normalize, self.cut = normalize, cut
         self.tau, self.window, self.patience, self.max_epoch = tau, window, patience, max_epoch
         self.indicator = EarlyPruningIndicator(tau, window, patience)
         self.prune_epoch: int | None = None  # epochs completed when it fired
@@ -44,6 +53,9 @@ class EPISchedule:
                                   f"the channel group of {group.root} has no layer it can score")
         self.meter = ImportanceMeter({name: structure.modules[name] for members in self.members
                                       for name, _ in members}, self.criterion)
+        if self.cut == "macs":
+            self.cost = ChannelCost(structure)
+            self.macs_budget = self.cost.uniform_macs(self.target)
         return self
 
     # --- the schedule
@@ -86,12 +98,18 @@ class EPISchedule:
             total = torch.zeros(group.channels)
             for name, gather in members:
                 total.index_add_(0, gather.cpu(), scores[name].detach().float().cpu())
-            result.append(total / len(members))
+            total /= len(members)
+            if self.normalize == "mean" and total.mean() > 0:
+                total /= total.mean()
+            result.append(total)
         return result
 
     def subnet(self) -> list[int]:
-        """N_t: kept channels per group when the target fraction of all channels is pruned."""
-        pruned = global_budget(self.group_scores(), self.target)
+        """N_t: kept channels per group when the channels are cut at the target (by cost or
+        by count; see the module's docstring)."""
+        scores = self.group_scores()
+        pruned = self.cost.cut_at_cost(scores, self.macs_budget) if self.cut == "macs" \
+            else global_budget(scores, self.target)
         return [g.channels - p for g, p in zip(self.structure.groups, pruned, strict=True)]
 
     def planned_pruned(self) -> list[int]:
@@ -101,7 +119,8 @@ class EPISchedule:
 
     def summary(self) -> dict:
         return {"epi": {
-            "criterion": self.criterion, "tau": self.tau, "window": self.window,
+            "criterion": self.criterion, "normalize": self.normalize, "cut": self.cut,
+            "tau": self.tau, "window": self.window,
             "patience": self.patience, "max_epoch": self.max_epoch,
             "trigger_epoch": self.prune_epoch,
             "trigger": None if self.prune_epoch is None

@@ -168,6 +168,7 @@ class SoftChannelMask:
     group's squared norms (in the graph) and its size."""
 
     needs_scores = False
+    version = None  # values change with the weights, every step
 
     def __init__(self, channels, tau: float, scope: ForwardScope | None = None):
         self.channels, self.tau = channels, tau
@@ -228,6 +229,7 @@ class BinaryChannelMask:
         self.device = device
         self.pruned = 0
         self._values: torch.Tensor | None = None
+        self.version = 0  # counts changes of `keep`
 
     def set(self, count: int, scores: torch.Tensor) -> None:
         self._set_keep(keep_largest(scores.reshape(1, -1), count)[0])
@@ -236,6 +238,7 @@ class BinaryChannelMask:
         self.keep = keep.cpu()
         self.pruned = int((~self.keep).sum())
         self._values = self.keep.to(device=self.device, dtype=torch.float32)
+        self.version += 1
 
     def values(self) -> torch.Tensor | None:
         if self.pruned == 0:

@@ -119,5 +119,5 @@ def build_schedule(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
     if cfg.name == "epi":  # watches the channel groups once they are known (EPISchedule.watch)
         tau = cfg.tau if cfg.tau is not None else DEFAULT_TAU[cfg.criterion]
         return EPISchedule(cfg.target, steps_per_epoch, cfg.criterion, tau, cfg.window,
-                           cfg.patience, cfg.max_epoch)
+                           cfg.patience, cfg.max_epoch, cfg.normalize, cfg.cut)
     raise ValueError(f"schedule={cfg.name} is not implemented")

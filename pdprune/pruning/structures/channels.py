@@ -90,19 +90,34 @@ class GroupChannels:
 
 
 class ChannelSliceMask(nn.Module):
-    """The parametrization on one parameter of a group member: p * m[gather], per out channel."""
+    """The parametrization on one parameter of a group member: p * m[gather], per out channel.
+
+    Once the pruned channels have left the live model, a binary mask keeps every channel a
+    member still has: the parameter then passes as it is (p * 1 is p, to the bit), without an
+    elementwise product and its backward in every step of the compacted network."""
 
     def __init__(self, mask: SoftChannelMask | BinaryChannelMask, gather: torch.Tensor):
         super().__init__()
         self.source = [mask]  # a list: not a submodule, the structure owns the mask's state
         self.register_buffer("gather", gather.clone(), persistent=False)
+        self._seen: tuple[int | None, bool] = (None, False)  # (mask version, keeps all)
+
+    def _keeps_all(self, values: torch.Tensor) -> bool:
+        version = self.source[0].version
+        if version is None:
+            return False
+        if self._seen[0] != version:  # a host sync only when the binary mask changed
+            self._seen = (version, bool(values[self.gather].all()))
+        return self._seen[1]
 
     def forward(self, param: torch.Tensor) -> torch.Tensor:
         values = self.source[0].values()
-        if values is None:
+        if values is None or self._keeps_all(values):
             return param
         m = values[self.gather].reshape(-1, *([1] * (param.dim() - 1)))
-        return (m * param.float()).to(param.dtype)
+        # at least fp32 (a bf16 parameter under a soft mask), fp64 stays fp64
+        wide = torch.promote_types(param.dtype, torch.float32)
+        return (m * param.to(wide)).to(param.dtype)
 
 
 class ChannelStructure(Structure):
