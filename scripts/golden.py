@@ -87,7 +87,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
 
 
 def compose(overrides: tuple[str, ...]):
-    """configs/train.yaml with overrides, as prune-train (and tests/conftest.py) compose it."""
+    """pdprune/configs/train.yaml with overrides, as prune-train (and tests/conftest.py) compose it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

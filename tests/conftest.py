@@ -8,7 +8,7 @@ from pdprune.config import CONFIG_DIR
 
 @pytest.fixture
 def make_cfg():
-    """Compose configs/train.yaml with overrides, exactly as prune-train does."""
+    """Compose pdprune/configs/train.yaml with overrides, exactly as prune-train does."""
 
     def _make(*overrides: str):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from .schema import register
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package
 
 register()
 

@@ -31,7 +31,8 @@ def describe(exc: Exception) -> str:
         group, _, name = option.rpartition("/")
         choices = ", ".join(o for o in exc.options if o != "schema")
         hint = ("; the joblib and submitit launchers are an optional extra: "
-                'pip install -e ".[sweeps]"') if group == "hydra/launcher" else ""
+                'pip install -e ".[sweeps]"') if group == "hydra/launcher" else \
+            f"; your own {group}/{name}.yaml: --config-dir DIR or hydra.searchpath=[file://DIR]"
         return f"{group}={name}: no such option (choose from {choices}){hint}"
     if isinstance(exc, OverrideParseException):
         return f"{exc.override}: cannot parse this override ({_first_line(exc.message)})"

@@ -24,10 +24,21 @@ from .validate import validate
 INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "resolve")
 
 
+def user_config_dir(argv: list[str]) -> list[str]:
+    """Hydra's `--config-dir DIR` adds the user's own groups (DIR/model/mynet.yaml is then
+    `model=mynet`) to the run; the same search path for the checks, as an override. A command
+    line that sets hydra.searchpath itself is composed as it is."""
+    args = get_args_parser().parse_args(argv)
+    if not args.config_dir or any(o.startswith("hydra.searchpath=") for o in args.overrides):
+        return []
+    return [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"]
+
+
 def job_overrides(argv: list[str]) -> list[list[str]] | None:
     """The override list of every job `argv` would run (a sweep's: the command line's and
     those of `hydra.sweeper.params`, e.g. from an experiment=); None for Hydra's informational
-    flags. Call inside an initialised Hydra config dir."""
+    flags. Call inside an initialised Hydra config dir. Each list ends with the search path of
+    `--config-dir`, if given (user_config_dir)."""
     args = get_args_parser().parse_args(argv)
     if any(getattr(args, flag, None) for flag in INFO_FLAGS):
         return None
@@ -40,14 +51,15 @@ def job_overrides(argv: list[str]) -> list[list[str]] | None:
     if not args.multirun:
         if sweeps:
             raise PdpruneError(f"{sweeps[0]}: a sweep needs --multirun (-m)")
-        return [args.overrides]
+        return [args.overrides + user_config_dir(argv)]
     first = [o.input_line for o in parsed if not o.is_sweep_override()]
-    params = _compose(first, hydra=True).hydra.sweeper.get("params") or {}
+    params = _compose(first + user_config_dir(argv), hydra=True).hydra.sweeper.get("params") or {}
     try:  # as Hydra's BasicSweeper does: the recipe's sweep first, the command line wins
         parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()]) + parsed
     except HydraException as exc:
         raise PdpruneError(f"hydra.sweeper.params: {describe(exc)}") from None
-    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+    jobs = BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+    return [job + user_config_dir(argv) for job in jobs]
 
 
 def _compose(overrides: list[str], hydra: bool = False):

@@ -1,6 +1,6 @@
 """Structured configs: one dataclass per group option, so Hydra type-checks every key.
 
-Each YAML option under configs/<group>/ starts from its schema here
+Each YAML option under pdprune/configs/<group>/ starts from its schema here
 (`defaults: [/schema/<group>/<name>@_here_]`), which makes the composed config closed:
 a misspelt key or a value of the wrong type fails at composition, before anything is built.
 Semantic checks (ranges, cross-group consistency, files on disk) live in validate.py.
