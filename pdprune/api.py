@@ -38,7 +38,7 @@ def compose_config(method: str = "pdp", sparsity: float | None = None,
                    granularity: str | None = None, schedule: str | None = None,
                    epochs: int | None = None, settings: Mapping[str, Any] | None = None
                    ) -> DictConfig:
-    """pdprune/configs/train.yaml with these choices, composed and validated as `prune-train` does."""
+    """pdprune/configs/train.yaml with these choices, composed and validated as prune-train does."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException

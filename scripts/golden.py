@@ -87,7 +87,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
 
 
 def compose(overrides: tuple[str, ...]):
-    """pdprune/configs/train.yaml with overrides, as prune-train (and tests/conftest.py) compose it."""
+    """pdprune/configs/train.yaml with overrides, as prune-train (and tests/conftest.py) do."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -145,8 +145,8 @@ def source() -> str:
     folder = Path(pdprune.__file__).resolve().parents[1]
     commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "pdprune",
-                            "configs"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "pdprune"],
+                           capture_output=True, text=True).stdout.strip()
     return f"{folder} at {commit or 'unknown commit'}{' (modified)' if dirty else ''}"
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pdprune.config import CONFIG_DIR
 from pdprune.config.preflight import check
 from pdprune.errors import PdpruneError
 
@@ -99,8 +99,7 @@ def test_missing_fashion_mnist_files_are_named(tmp_path):
         check(["dataset=fashion_mnist", f"dataset.root={tmp_path}"])
 
 
-RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" /
-                                  "experiment").glob("*.yaml"))
+RECIPES = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -225,7 +225,7 @@ def test_exceptions_live_in_errors_module():
 
 def test_no_references_to_methods_md():
     mentions = [f"{path.relative_to(ROOT)}:{number}"
-                for folder in ("pdprune", "configs", "scripts")
+                for folder in ("pdprune", "scripts")
                 for path in sorted((ROOT / folder).rglob("*")) if path.is_file()
                 and path.suffix in (".py", ".yaml", ".yml", ".md", ".sh", ".txt", ".toml")
                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
