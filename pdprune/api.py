@@ -246,11 +246,6 @@ class Pruning:
         self.core.load_state_dict(state["core"])
         self.steps, self.epochs_done = state["steps"], state["epochs_done"]
 
-    def epoch_units(self) -> list[list[int]] | None:
-        """Units removed per group at each epoch's end, when that shrinks the trained network
-        (channels); what the training cost counts."""
-        return self.core.epoch_units()
-
 
 def _needs_input_shape(cfg: DictConfig) -> bool:
     return cfg.method.name != "dense" and (cfg.granularity.name == "channel"

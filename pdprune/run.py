@@ -35,15 +35,8 @@ from .measure import (
     remaining_network,
     write_summary,
 )
-from .measure.training_cost import (
-    calibrate_dense_epoch,
-    measured_time,
-    network_size,
-    sizes_per_epoch,
-    training_cost,
-)
+from .measure.training_cost import calibrate_dense_epoch, measured_time, network_size, training_cost
 from .models import build_model
-from .models.blocks import remove_blocks
 from .models.text_names import TEXT_MODELS
 from .models.width_match import matched_width
 from .pruning.build import mask_labels
@@ -204,30 +197,17 @@ def measures_latency(cfg: DictConfig) -> bool:
 
 def measured_training_cost(cfg: DictConfig, pruning: Pruning, data, summary: dict) -> dict:
     """What the run's training cost (measure/training_cost.py): the seconds each epoch took
-    (metrics.jsonl) against the dense run's, and MACs and parameters of the network each epoch
-    trained. Channels: the network with that epoch's pruned channels removed (what compacted
-    training trains); blocks: the unpruned network until the removal, then the kept one;
-    weights: the unpruned network throughout (masks do not shrink it)."""
+    against the dense run's, and MACs and parameters of the network each epoch trained, as
+    metrics.jsonl measured them on the live model: smaller once channels left it (compacted
+    training) or blocks were removed; the unpruned network while masks only zero units (weights,
+    PDP's soft channel masks, trainer.compact_when_final=false)."""
     records = MetricsLog(Path(summary["run_dir"]) / "metrics.jsonl").read()[:summary["epochs"]]
-    units = pruning.epoch_units()
-    pruned = ([any(c) for c in units] if units is not None
-              else [r["achieved_sparsity"] > 0 for r in records])  # by each epoch's end
+    pruned = [r["achieved_sparsity"] > 0 for r in records]  # by each epoch's end
 
     def unpruned() -> nn.Module:
         return build_model(cfg.model, data.input_shape, data.num_classes)
 
     dense = network_size(unpruned(), data.input_shape)
-    if units is not None:
-        sizes = sizes_per_epoch(lambda counts: pruning.core.shrink(unpruned(), counts,
-                                                                   data.input_shape),
-                                data.input_shape, units)
-    else:  # blocks go at an epoch's start, all at once; weights never shrink the network
-        kept = dense
-        if pruning.unit == "blocks":
-            kept_model = unpruned()
-            remove_blocks(kept_model, summary["blocks"]["removed"])
-            kept = network_size(kept_model, data.input_shape)
-        sizes = [kept if p else dense for p in pruned]
 
     def calibrate(steps: int = 5, warmup: int = 2) -> dict:
         """A short timed dense run (the run had no dense epoch): the trainer's step (device,
@@ -259,8 +239,8 @@ def measured_training_cost(cfg: DictConfig, pruning: Pruning, data, summary: dic
                                      steps=steps, warmup=warmup)
 
     samples = min(data.train.num_samples, len(data.train) * cfg.dataset.batch_size)
-    return {**training_cost([s["macs"] for s in sizes], dense["macs"], samples,
-                            [s["params"] for s in sizes]),
+    return {**training_cost([r["macs"] for r in records], dense["macs"], samples,
+                            [r["params"] for r in records]),
             "dense_params": dense["params"],
             **measured_time([r["epoch_time_s"] for r in records], [not p for p in pruned],
                             calibrate)}

@@ -10,12 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from pdprune.measure.training_cost import (
-    calibrate_dense_epoch,
-    measured_time,
-    network_size,
-    sizes_per_epoch,
-)
+from pdprune.measure.training_cost import calibrate_dense_epoch, measured_time, network_size
 from pdprune.run import run
 
 from .conftest import TINY
@@ -99,19 +94,6 @@ def test_network_size_counts_present_layers_and_leaves_training_state_alone():
     assert size == {"macs": 2 * 9 * 16 + 32 * 3,
                     "params": 2 * 9 + 2 + 2 + 2 + 32 * 3 + 3}
     assert model.training and torch.equal(model[1].running_mean, stats)
-
-
-def test_sizes_per_epoch_builds_each_distinct_network_once():
-    built = []
-
-    def build(counts):
-        built.append(counts)
-        return nn.Linear(4, 8 - counts[0])
-
-    sizes = sizes_per_epoch(build, (4,), [[0], [0], [2], [2]])
-    assert built == [(0,), (2,)]
-    assert [s["macs"] for s in sizes] == [32, 32, 24, 24]
-    assert [s["params"] for s in sizes] == [40, 40, 30, 30]
 
 
 CHANNELS = (*TINY, "trainer.threads=1", "granularity=channel", "method=magnitude",

@@ -27,18 +27,6 @@ def network_size(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, in
     return {"macs": macs, "params": sum(p.numel() for p in model.parameters())}
 
 
-def sizes_per_epoch(build: Callable[[tuple[int, ...]], nn.Module], input_shape: tuple[int, ...],
-                    epoch_counts: list[list[int]]) -> list[dict[str, int]]:
-    """network_size of the network of each epoch, `build(counts)` (the channels each group had
-    removed that epoch); each distinct count vector is built and measured once."""
-    measured: dict[tuple[int, ...], dict[str, int]] = {}
-    for counts in epoch_counts:
-        key = tuple(counts)
-        if key not in measured:
-            measured[key] = network_size(build(key), input_shape)
-    return [measured[tuple(c)] for c in epoch_counts]
-
-
 def training_cost(epoch_macs: list[int], dense_macs: int, samples_per_epoch: int,
                   epoch_params: list[int] | None = None) -> dict:
     """Train MACs spent and the dense equivalent; `dense_epochs`: epochs before any pruning."""

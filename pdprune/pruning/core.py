@@ -15,7 +15,6 @@ the end); it never owns the loop. Its state plus the model's state_dict restore 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..measure.results import LayerResult
 from .structures.base import ExportPlan, Structure
@@ -32,7 +31,6 @@ class Pruner:
         self.optimizer: torch.optim.Optimizer | None = None
         self.sparsity = 0.0  # the schedule's value the masks currently implement
         self.counts = [0] * len(structure.sizes())  # units pruned per row, per group
-        self.epoch_counts: list[list[int]] = []  # the counts at each epoch's end
 
     def attach(self) -> Pruner:
         self.structure.attach()
@@ -104,7 +102,6 @@ class Pruner:
 
     def end_epoch(self, epochs_done: int) -> dict:
         """After an epoch's last step; returns extra fields for its metrics record."""
-        self.epoch_counts.append(list(self.counts))
         return self.schedule.end_epoch(epochs_done)
 
     def set_sparsity(self, sparsity: float) -> None:
@@ -130,20 +127,9 @@ class Pruner:
     def export_plan(self) -> ExportPlan:
         return self.structure.export_plan()
 
-    def epoch_units(self) -> list[list[int]] | None:
-        """Units removed per group at each epoch's end when removal shrinks the trained
-        network (channels): what the training cost counts. None when it does not."""
-        return self.epoch_counts if self.structure.shrinks_network else None
-
-    def shrink(self, dense: nn.Module, counts: list[int],
-               input_shape: tuple[int, ...]) -> nn.Module:
-        """`dense` with `counts` units removed per group (see epoch_units)."""
-        return self.structure.shrink(dense, counts, input_shape)
-
     # --- checkpoints
     def state_dict(self) -> dict:
         return {"sparsity": self.sparsity, "counts": list(self.counts),
-                "epoch_counts": [list(c) for c in self.epoch_counts],
                 "structure": self.structure.state_dict(),
                 "budget": self.budget.state_dict(), "scorer": self.scorer.state_dict(),
                 "schedule": self.schedule.state_dict()}
@@ -151,7 +137,6 @@ class Pruner:
     def load_state_dict(self, state: dict) -> None:
         """Call before loading the model's weights (a layer-pruned model regains its shape)."""
         self.sparsity, self.counts = state["sparsity"], list(state["counts"])
-        self.epoch_counts = [list(c) for c in state["epoch_counts"]]
         self.schedule.load_state_dict(state["schedule"])
         self.scorer.load_state_dict(state["scorer"])
         self.budget.load_state_dict(state["budget"])

@@ -85,11 +85,6 @@ class Structure:
     def export_plan(self) -> ExportPlan:
         return ExportPlan(reason="no unit of it can be removed")
 
-    def shrink(self, dense: nn.Module, counts: list[int],
-               input_shape: tuple[int, ...]) -> nn.Module:
-        """`dense` with counts[g] units of group g removed (when shrinks_network)."""
-        raise NotImplementedError
-
     def summary(self, counts: list[int], target: float) -> dict:
         """Its own sections of summary.json."""
         return {}
