@@ -5,7 +5,9 @@
     python scripts/epi_vs_grid.py --smoke --out /tmp/epi                # seconds: what CI runs
 
 Runs `prune-train -m granularity=channel schedule=oneshot schedule.epoch=1,2,..,E-1` (the grid
-search EPI is meant to replace) and `schedule=epi` with the same method, sparsity and epochs.
+search EPI is meant to replace) and `schedule=epi` with the same method, sparsity and epochs,
+twice: cut at the grid's MACs (`schedule.cut=macs`, EPI's default: compare at equal cost) and at
+its channel count (`schedule.cut=channels`: equal channels, whatever they cost).
 Training cost is the MACs of forward + backward of the network each epoch trained (dense
 before pruning, the pruned one after), relative to training dense throughout; and measured:
 the run's wall-clock seconds against its dense epochs' median time for as many epochs.
@@ -22,10 +24,10 @@ from pdprune.sweep import figure, multirun, publish, script_parser, short_run_na
 
 def row(summary: dict) -> dict:
     epi, cost = summary.get("epi"), summary["training_cost"]
-    return {"schedule": "epi" if epi else "fixed epoch",
+    return {"schedule": f"epi (cut={epi['cut']})" if epi else "fixed epoch",
             "prune_after_epoch": cost["dense_epochs"],
             "trigger": epi["trigger"] if epi else "",
-            "kept_macs": cost["forward_macs_per_epoch"][-1],  # the network it trained last
+            "kept_macs": summary["flops_nonzero"],  # of the network that remains
             "train_cost_vs_dense": round(cost["vs_dense"], 3),
             # wall clock: the run's seconds against its own dense epochs' (or a calibration)
             "train_time_s": round(cost["train_time_s"], 2),
@@ -46,11 +48,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             for x, y, e in grid:
                 ax.annotate(f"epoch {e}", (x, y), textcoords="offset points", xytext=(4, 4),
                             fontsize=8)
-        for r in rows:
-            if r["schedule"] == "epi":
-                ax.scatter([r["train_cost_vs_dense"]], [r["test_top1"]], marker="*", s=200,
-                           color="tab:red", zorder=3, label=f"EPI (pruned after epoch "
-                           f"{r['prune_after_epoch']}, {r['trigger']})")
+        for r, color in zip([r for r in rows if r["schedule"] != "fixed epoch"],
+                            ("tab:red", "tab:purple"), strict=False):
+            ax.scatter([r["train_cost_vs_dense"]], [r["test_top1"]], marker="*", s=200,
+                       color=color, zorder=3, label=f"{r['schedule']}: pruned after epoch "
+                       f"{r['prune_after_epoch']}, {r['trigger']}")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     multirun([*common, "schedule=oneshot",
               "schedule.epoch=" + ",".join(map(str, range(1, args.epochs)))], args.out / "grid")
-    multirun([*common, "schedule=epi"], args.out / "epi")
+    multirun([*common, "schedule=epi", "schedule.cut=macs,channels"], args.out / "epi")
     grid = sorted(summaries(args.out / "grid"), key=lambda s: s["training_cost"]["dense_epochs"])
     rows = [row(s) for s in grid] + [row(s) for s in summaries(args.out / "epi")]
     title = f"{args.model} on {args.dataset}, {args.sparsity:.0%} channels: when to prune"

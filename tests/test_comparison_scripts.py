@@ -45,10 +45,15 @@ def test_epi_vs_grid_runs_every_fixed_epoch_and_epi(tmp_path):
     assert [r["prune_after_epoch"] for r in grid] == [1, 2, 3]
     costs = [r["train_cost_vs_dense"] for r in grid]
     assert costs == sorted(costs) and all(0 < c < 1 for c in costs)  # later pruning costs more
-    (epi,) = [r for r in rows if r["schedule"] == "epi"]
-    assert 1 <= epi["prune_after_epoch"] <= 3 and epi["trigger"] in ("indicator", "fallback")
+    by_cost, by_count = (next(r for r in rows if r["schedule"] == f"epi (cut={cut})")
+                         for cut in ("macs", "channels"))
+    for epi in (by_cost, by_count):
+        assert 1 <= epi["prune_after_epoch"] <= 3 and epi["trigger"] in ("indicator", "fallback")
+    # cut=macs: EPI keeps the grid's MACs (up to the last channel and rounding to blocks)
+    assert by_cost["kept_macs"] == pytest.approx(grid[0]["kept_macs"], rel=0.15)
+    assert len({r["kept_macs"] for r in grid}) == 1
     # wall clock beside MACs: every arm timed against its own dense epochs
     assert all(r["train_time_s"] > 0 and r["train_time_vs_dense"] > 0 for r in rows)
     assert all(0 < r["kept_macs"] for r in rows)
-    assert len(read_csv(tmp_path / "epi_vs_grid.csv")) == 4
+    assert len(read_csv(tmp_path / "epi_vs_grid.csv")) == 5
     assert (tmp_path / "epi_vs_grid.png").stat().st_size > 10_000
