@@ -126,6 +126,8 @@ def quiet_rank(argv: list[str]) -> list[str]:
 def main() -> None:
     global _plan
     argv = sys.argv[1:]
+    if "" not in sys.path and os.getcwd() not in sys.path:  # model=custom model._target_=
+        sys.path.insert(0, os.getcwd())  # my_models.Net: the user's folder, as Hydra apps do
     try:
         argv = with_resume(argv)
         check(argv)

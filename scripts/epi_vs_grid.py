@@ -2,6 +2,8 @@
 
     python scripts/epi_vs_grid.py --out results/epi_vs_grid
     python scripts/epi_vs_grid.py --model resnet20 --epochs 10 --sparsity 0.5
+    python scripts/epi_vs_grid.py --epochs 12 --grid 1,2,3,4,6,8 --epi schedule.max_epoch=9 \
+        -- trainer.max_train_batches=40
     python scripts/epi_vs_grid.py --smoke --out /tmp/epi                # seconds: what CI runs
 
 Runs `prune-train -m granularity=channel schedule=oneshot schedule.epoch=1,2,..,E-1` (the grid
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    "top-k at the pruning epoch by default, as in the EPI paper)")
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--grid", help="the fixed pruning epochs, e.g. 1,2,4,6 (default: every "
+                   "epoch from 1 to epochs-1)")
+    p.add_argument("--epi", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for the EPI runs only, e.g. schedule.max_epoch=7")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.smoke:
         args.dataset, args.epochs = "synthetic", 4
@@ -69,9 +75,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
               *args.overrides]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    multirun([*common, "schedule=oneshot",
-              "schedule.epoch=" + ",".join(map(str, range(1, args.epochs)))], args.out / "grid")
-    multirun([*common, "schedule=epi", "schedule.cut=macs,channels"], args.out / "epi")
+    grid = args.grid or ",".join(map(str, range(1, args.epochs)))
+    multirun([*common, "schedule=oneshot", f"schedule.epoch={grid}"], args.out / "grid")
+    multirun([*common, "schedule=epi", "schedule.cut=macs,channels", *args.epi], args.out / "epi")
     grid = sorted(summaries(args.out / "grid"), key=lambda s: s["training_cost"]["dense_epochs"])
     rows = [row(s) for s in grid] + [row(s) for s in summaries(args.out / "epi")]
     title = f"{args.model} on {args.dataset}, {args.sparsity:.0%} channels: when to prune"

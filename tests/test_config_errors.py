@@ -205,8 +205,10 @@ def test_idx_wrong_magic_and_label_range_are_named(tmp_path):
     good = labels.read_bytes()
     labels.write_bytes(good[:2] + b"\x0d" + good[3:])  # float elements: not MNIST
     assert _check_mnist(tmp_path) == f"{labels}: not an unsigned-byte IDX file (bad magic number)"
-    labels.write_bytes(good[:-1] + b"\x0a")
-    assert _check_mnist(tmp_path) == f"{labels}: label 10 out of range for 10 classes"
+    labels.write_bytes(good)
+    test_labels = root / "t10k-labels-idx1-ubyte"  # classes: the training labels' (10 here)
+    test_labels.write_bytes(test_labels.read_bytes()[:-1] + b"\x0a")
+    assert _check_mnist(tmp_path) == f"{test_labels}: label 10 out of range for 10 classes"
 
 
 def test_truncated_cifar_pickle_is_named(tmp_path):

@@ -4,6 +4,7 @@ groups join ours from their project folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,7 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_wheel_holds_every_config(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+    source = tmp_path / "source"  # a copy: setuptools leaves build/ where it builds
+    shutil.copytree(REPO / "pdprune", source / "pdprune",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                     "--no-build-isolation", "-q", "-w", str(tmp_path)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("pdprune-*.whl"))

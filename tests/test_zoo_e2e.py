@@ -15,7 +15,8 @@ from .fakedata import write_cifar, write_imagefolder
 
 pytestmark = pytest.mark.slow
 MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")
-                if p.stem != "mlp" and p.stem not in TEXT_MODELS)  # text: tests/test_text.py
+                if p.stem != "mlp" and p.stem not in TEXT_MODELS  # text: tests/test_text.py
+                and p.stem not in ("custom", "torchvision", "timm"))  # test_custom_models.py
 COMMON = ("method=pdp", "sparsity=0.5", "trainer.epochs=2", "schedule.warmup_epochs=1",
           "schedule.ramp_epochs=1", "trainer.progress=false", "export.safetensors=false")
 

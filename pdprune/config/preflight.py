@@ -81,6 +81,7 @@ def check(argv: list[str]) -> int:
                 validate(cfg)
                 if cfg.trainer.resume:
                     _check_resumable(cfg)
+                _check_builds(cfg)
                 if cfg.model.get("checkpoint"):  # loads, and fits the model (torch: on use)
                     _check_checkpoint(cfg)
                 _check_budget(cfg)
@@ -89,6 +90,27 @@ def check(argv: list[str]) -> int:
         if jobs and len(jobs) == 1 and not _is_multirun(argv):
             _note_ignored(cfg, jobs[0])
     return len(jobs or [])
+
+
+BUILT_FROM_NAMES = ("custom", "torchvision", "timm")  # a user's import path or library name
+
+
+def _check_builds(cfg) -> None:
+    """model=custom / torchvision / timm: the named model imports, builds and gives one output
+    per class (on the meta device: no memory, no weights), or one line naming the key."""
+    if cfg.model.name not in BUILT_FROM_NAMES:
+        return
+    from ..data.locate import nominal_input
+    from ..models import build_on_meta
+    from ..models.custom import check_output, locate, target_of
+
+    shape = nominal_input(cfg.dataset)
+    if shape is None:  # sizes known once the data is read: the import at least
+        if cfg.model.name == "custom":
+            locate(target_of(cfg.model))
+        return
+    key = "model._target_" if cfg.model.name == "custom" else "model.arch"
+    check_output(build_on_meta(cfg.model, *shape), *shape, key, cfg.model[key.split(".")[1]])
 
 
 def _check_budget(cfg) -> None:

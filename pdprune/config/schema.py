@@ -66,6 +66,19 @@ class CifarResNetConfig:
 
 
 @dataclass
+class ViTConfig:
+    """Vision Transformers for small images (models/vit.py): vit_tiny (dim 192, 3 heads, MLP
+    768), vit_small (384, 6, 1536); random init."""
+
+    name: str = "vit_tiny"
+    depth: int = 12  # transformer blocks (fewer for tests and quick runs)
+    # pixels per patch side; null = auto: the largest of 16, 8, 4, 2, 1 dividing the image with
+    # a grid of at least 7x7 patches (4x4 under 16 px): 32 px -> 4, 28 -> 4, 8 -> 2, 64 -> 8
+    patch_size: Optional[int] = None
+    checkpoint: Optional[str] = None
+
+
+@dataclass
 class TextModelConfig:
     """Transformer classifiers (models/text.py): minilm (pretrained all-MiniLM-L6-v2), hf (any
     local Hugging Face folder), bert_tiny / bert_mini (random init)."""
@@ -73,6 +86,31 @@ class TextModelConfig:
     name: str = "minilm"
     path: Optional[str] = None  # a local Hugging Face model folder (model=hf; or a replacement)
     checkpoint: Optional[str] = None
+
+
+@dataclass
+class CustomModelConfig:
+    """model=custom: the user's own model, any importable callable returning an nn.Module
+    (models/custom.py). Open: keys past these are the callable's arguments (model.depth=3)."""
+
+    name: str = "custom"
+    _target_: str = MISSING  # import path of a class or function, e.g. my_models.Net
+    match_nonzeros: Optional[float] = None  # as MLPConfig's; needs a float `width` argument
+    checkpoint: Optional[str] = None
+
+
+@dataclass
+class LibraryModelConfig:
+    """model=torchvision / model=timm: any classification model of the library, random init
+    (models/libraries.py). Open: keys past these are the builder's arguments."""
+
+    name: str = "torchvision"  # torchvision | timm
+    arch: str = MISSING  # the library's model name, e.g. efficientnet_b0, resnet18
+    checkpoint: Optional[str] = None
+
+
+# Schemas whose extra keys are arguments of a callable, not typos (register() leaves them open)
+OPEN_SCHEMAS = (CustomModelConfig, LibraryModelConfig)
 
 
 # ---------------------------------------------------------------- dataset
@@ -94,7 +132,9 @@ class FashionMNISTConfig:
     root: Optional[str] = None  # null: /usr/share/datasets/fashion-mnist (Debian's package)
     batch_size: int = 128
     eval_batch_size: int = 1000
-    val_size: int = 5000  # held out of the 60k training images, seeded
+    # held out of the training images, seeded: a fraction (< 1) or a count; a count above half
+    # the images is capped at a tenth of them (a user's smaller set in this format; data/sizes.py)
+    val_size: float = 5000
     split_seed: int = 0
     device_resident: bool = True  # whole uint8 tensor on the training device, batches sliced there
 
@@ -106,7 +146,7 @@ class MNISTConfig:
     download: bool = False  # opt-in: fetch with torchvision (needs a network)
     batch_size: int = 128
     eval_batch_size: int = 1000
-    val_size: int = 5000
+    val_size: float = 5000  # a fraction or a count, as FashionMNISTConfig's
     split_seed: int = 0
     device_resident: bool = True  # whole uint8 tensor on the training device, batches sliced there
 
@@ -180,6 +220,65 @@ class GlueConfig:
     split_seed: int = 0
     cache_dir: Optional[str] = None
 
+
+@dataclass
+class ImageFolderConfig:
+    """The user's own images in class folders (data/image_tree.py, data/image_folder.py):
+    root/<class>/*, or root/train/<class>/* with val/ and test/ used when present."""
+
+    name: str = "image_folder"
+    root: Optional[str] = None
+    channels: int = 3  # 3: RGB, 1: grayscale (every image is converted)
+    image_size: Optional[int] = None  # side after resizing; null: the first image's (<= 224)
+    resize_size: Optional[int] = None  # shorter side before the centre crop; null: image_size
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    # held out of the training images when there is no val/ (test/) folder, seeded: a fraction
+    # (< 1) or a count (capped at a tenth of the images if above half of them; data/sizes.py)
+    val_size: float = 0.1
+    test_size: float = 0.1
+    split_seed: int = 0
+    augment: bool = True  # random crop (padded by image_size / 8) + flip; from disk: RandomResized
+    # null: decode once and keep the uint8 images in memory when they take <= 1 GiB, else decode
+    # every epoch in num_workers processes (data/image_folder.py)
+    in_memory: Optional[bool] = None
+    num_workers: int = 4  # decoding processes (capped at the CPU count)
+
+
+@dataclass
+class TextCSVConfig:
+    """The user's own texts: a CSV / TSV / JSONL file with a text and a label column
+    (data/text_table.py); labels strings or integers, one class per distinct label."""
+
+    name: str = "text_csv"
+    path: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    val_fraction: float = 0.1  # of the rows, seeded
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    cache_dir: Optional[str] = None  # tokenised ids; null: ~/.cache/pdprune/tokens
+
+
+@dataclass
+class CustomDatasetConfig:
+    """dataset=custom: any importable callable returning a torch Dataset of (input, label)
+    pairs, or its train / val / test splits (data/custom.py). Open: keys past these are the
+    callable's arguments (dataset.n=100)."""
+
+    name: str = "custom"
+    _target_: str = MISSING  # import path, e.g. my_data.make_dataset
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    val_size: float = 0.1  # held out of train when not returned: a fraction or a count
+    test_size: float = 0.1
+    split_seed: int = 0
+
+
+OPEN_SCHEMAS = (*OPEN_SCHEMAS, CustomDatasetConfig)
 
 # ---------------------------------------------------------------- method
 
@@ -417,10 +516,13 @@ class TrainConfig:
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "resnet": ResNetConfig,
               "mobilenet_v1": MobileNetV1Config, "cifar_resnet": CifarResNetConfig,
-              "text": TextModelConfig},
+              "vit": ViTConfig, "text": TextModelConfig, "custom": CustomModelConfig,
+              "library": LibraryModelConfig},
     "dataset": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig,
                 "mnist": MNISTConfig, "cifar": CIFARConfig, "imagenet": ImageNetConfig,
-                "synthetic": SyntheticConfig, "text": TextDatasetConfig, "glue": GlueConfig},
+                "synthetic": SyntheticConfig, "text": TextDatasetConfig, "glue": GlueConfig,
+                "image_folder": ImageFolderConfig, "text_csv": TextCSVConfig,
+                "custom": CustomDatasetConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
                "random": RandomMethodConfig, "pdp": PDPMethodConfig,
                "layerprune": LayerPruneMethodConfig},
@@ -445,12 +547,22 @@ def _fraction_of_epochs(fraction: float, leave: int = 0, *, _root_: Any) -> int:
     return max(0, min(epochs, total - int(leave))) if int(leave) else epochs
 
 
+def _opened(schema: type) -> Any:
+    """An OPEN_SCHEMAS class as a node that takes keys past its fields (its own keys keep their
+    types); any other schema as it is."""
+    if schema not in OPEN_SCHEMAS:
+        return schema
+    node = OmegaConf.structured(schema)
+    OmegaConf.set_struct(node, False)  # set on the node itself: survives Hydra's struct root
+    return node
+
+
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore and the resolvers in OmegaConf (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="schema", node=TrainConfig)
     for group, options in SCHEMAS.items():
         for name, node in options.items():
-            store.store(group=f"schema/{group}", name=name, node=node)
+            store.store(group=f"schema/{group}", name=name, node=_opened(node))
     if not OmegaConf.has_resolver("epochs_frac"):
         OmegaConf.register_new_resolver("epochs_frac", _fraction_of_epochs)

@@ -99,6 +99,8 @@ def check_known_keys(node: DictConfig, prefix: str = "") -> None:
     schema = OmegaConf.get_type(node)
     fields = [f.name for f in dataclasses.fields(schema)] \
         if dataclasses.is_dataclass(schema) else None
+    if node._get_node_flag("struct") is False:  # an open schema (model=custom): its extra
+        fields = None  # keys are a callable's arguments, which the build checks
     for key in node:
         full = f"{prefix}{key}"
         if fields is not None and key not in fields:
@@ -108,7 +110,8 @@ def check_known_keys(node: DictConfig, prefix: str = "") -> None:
             if isinstance(child, DictConfig | ListConfig):
                 raise PdpruneError(f"{full}: {why}")
             raise ConfigError(full, child._value(), why)
-        if not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
+        if not OmegaConf.is_interpolation(node, key) \
+                and isinstance(node._get_node(key), DictConfig):  # (a ??? value: not read)
             check_known_keys(node[key], f"{full}.")
 
 
@@ -133,6 +136,8 @@ def check_finite(node: DictConfig | ListConfig, prefix: str = "") -> None:
 def _check_text(cfg: DictConfig) -> None:
     """Text models read token ids and image models read pixels: the pair must match."""
     text_model, text_data = cfg.model.name in TEXT_MODELS, cfg.dataset.name in TEXT_DATASETS
+    if cfg.dataset.name == "custom":  # the user's data: token ids or pixels, as they made it
+        text_data = text_model
     if text_model and not text_data:
         raise ConfigError("dataset", cfg.dataset.name, f"model={cfg.model.name} needs a text "
                           f"dataset ({', '.join(TEXT_DATASETS)})")
@@ -145,9 +150,6 @@ def _check_text(cfg: DictConfig) -> None:
     if cfg.model.get("path") and not (Path(cfg.model.path).expanduser() / "config.json").is_file():
         raise ConfigError("model.path", cfg.model.path, "is not a Hugging Face model folder "
                           "(no config.json)")
-    if text_model and cfg.granularity.name == "channel":
-        raise ConfigError("granularity", "channel", "is for CNNs; text models take "
-                          "unstructured or nm")
     if text_model and cfg.method.name == "layerprune" and cfg.method.latency_budget:
         raise ConfigError("method.latency_budget", cfg.method.latency_budget, "is not available "
                           "for text models yet (use method.layers_to_remove)")
@@ -369,5 +371,7 @@ def removable_blocks(cfg: DictConfig) -> int | None:
     from ..models import build_on_meta
     from ..models.blocks import find_blocks
 
-    shape, classes = nominal_input(cfg.dataset)
-    return len(find_blocks(build_on_meta(model, shape, classes)))
+    found = nominal_input(cfg.dataset)
+    if found is None:  # dataset=custom: known once built; the run checks it
+        return None
+    return len(find_blocks(build_on_meta(model, *found)))

@@ -23,7 +23,9 @@ BUILDERS = {  # dataset name -> "module:function"
     "mnist": "mnist:build_mnist",
     "cifar10": "cifar:build_cifar",
     "cifar100": "cifar:build_cifar",
-    "imagenet": "imagenet:build_imagenet",
+    "imagenet": "image_folder:build_image_folder",  # ImageNet: one ImageFolder layout
+    "image_folder": "image_folder:build_image_folder",
+    "custom": "custom:build_custom",
     "synthetic": "synthetic:build_synthetic",
     # text: tokenised with the model's tokenizer, so these builders also take the model config
     "rotten_tomatoes": "packaged_text:build_packaged_text",
@@ -31,6 +33,7 @@ BUILDERS = {  # dataset name -> "module:function"
     "sst2": "glue:build_glue",
     "mnli": "glue:build_glue",
     "qqp": "glue:build_glue",
+    "text_csv": "text_csv:build_text_csv",
 }
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ..errors import ConfigError, PdpruneError
+from ..errors import PdpruneError
 from .bundle import DataBundle, TensorLoader, normalizer, seeded_split
 from .download import download
 from .locate import IDX_DATASETS, IDX_UBYTE, find_files, idx_file, locate_dataset
+from .sizes import held_out
 
 IDX_DTYPES = {IDX_UBYTE: np.uint8}
 
@@ -39,8 +40,9 @@ def read_idx(path: Path) -> torch.Tensor:
 
 
 def read_idx_pair(folder: Path, images: str, labels: str,
-                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, 1, H, W) uint8 images and (N,) int64 labels, checked against each other."""
+                  num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 1, H, W) uint8 images and (N,) int64 labels, checked against each other (and, when
+    given, against the class count)."""
     x_path, y_path = idx_file(folder, images), idx_file(folder, labels)
     x, y = read_idx(x_path), read_idx(y_path)
     if x.dim() != 3:
@@ -48,25 +50,27 @@ def read_idx_pair(folder: Path, images: str, labels: str,
     if y.dim() != 1 or len(y) != len(x):
         raise PdpruneError(f"{y_path}: holds shape {tuple(y.shape)}, expected ({len(x)},) labels "
                            f"to match {x_path.name}")
-    if len(y) and int(y.max()) >= num_classes:
+    if num_classes is not None and len(y) and int(y.max()) >= num_classes:
         raise PdpruneError(f"{y_path}: label {int(y.max())} out of range for {num_classes} classes")
     return x.unsqueeze(1), y.long()
 
 
 def build_idx_dataset(cfg: DictConfig, seed: int, device: torch.device, *, mean: float,
                       std: float) -> DataBundle:
-    """The 60k training images (less a seeded val_size held out) and the 10k test images,
-    uint8 in memory (on `device` when dataset.device_resident), normalised per batch."""
+    """The training images (less a seeded val_size held out: sizes.py) and the test images,
+    uint8 in memory (on `device` when dataset.device_resident), normalised per batch. The class
+    count is read from the training labels (largest + 1): a user's own set in MNIST's format
+    may have fewer (or more) than 10."""
     root = locate_dataset(cfg)
     if cfg.get("download", False):
         download(cfg.name, root)
         root = find_files(cfg, root)
-    train_x, train_y = read_idx_pair(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 10)
-    test_x, test_y = read_idx_pair(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10)
-    if cfg.val_size >= len(train_x):
-        raise ConfigError("dataset.val_size", cfg.val_size,
-                          f"leaves no training images ({len(train_x)} in {root})")
-    train_idx, val_idx = seeded_split(len(train_x), (cfg.val_size,), cfg.split_seed)
+    train_x, train_y = read_idx_pair(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    num_classes = int(train_y.max()) + 1 if len(train_y) else 0
+    test_x, test_y = read_idx_pair(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                                   num_classes)
+    n_val = held_out(cfg.val_size, len(train_x), "dataset.val_size", str(root))
+    train_idx, val_idx = seeded_split(len(train_x), (n_val,), cfg.split_seed)
     norm = normalizer(mean, std, scale=1 / 255)
     resident = bool(cfg.get("device_resident", True))
 
@@ -81,7 +85,7 @@ def build_idx_dataset(cfg: DictConfig, seed: int, device: torch.device, *, mean:
         val=loader(train_x[val_idx], train_y[val_idx], cfg.eval_batch_size),
         test=loader(test_x, test_y, cfg.eval_batch_size),
         input_shape=tuple(train_x.shape[1:]),
-        num_classes=10,
+        num_classes=num_classes,
     )
 
 

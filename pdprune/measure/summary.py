@@ -148,6 +148,10 @@ def _channel_lines(summary: dict) -> list[str]:
         c = summary["channels"]
         lines.append(f"channels  {c['pruned']} of {c['total']} pruned ({c['fraction']:.3f}) in "
                      f"{c['groups']} coupled groups")
+    if "heads" in summary:  # transformers: attention heads kept per layer
+        h = summary["heads"]
+        per_layer = ", ".join(f"{kept}/{total}" for kept, total in h["per_layer"].values())
+        lines.append(f"heads     {h['kept']} of {h['total']} kept; per layer {per_layer}")
     compact = summary.get("export", {}).get("compact")
     if compact:
         lines.append(

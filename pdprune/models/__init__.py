@@ -17,11 +17,15 @@ from torch import nn
 from ..errors import PdpruneError
 from .checkpoint import load_weights
 from .cifar_resnet import DEPTHS, build_cifar_resnet
+from .custom import build_custom
+from .libraries import build_timm, build_torchvision
 from .mobilenet_v1 import MobileNetV1
 from .small import LeNet, build_mlp
 from .text import build_text_model
 from .text_names import TEXT_MODELS
 from .torchvision_zoo import build_mobilenet_v2, build_resnet, build_vgg, is_small
+from .vit import SIZES as VIT_SIZES
+from .vit import build_vit
 
 Builder = Callable[[DictConfig, tuple[int, ...], int], nn.Module]
 
@@ -48,6 +52,9 @@ MODELS: dict[str, Builder] = {
     **{name: _torchvision(partial(build_vgg, name)) for name in ("vgg11_bn", "vgg16_bn")},
     "mobilenet_v1": _mobilenet_v1,
     **{name: _cifar_resnet(name) for name in DEPTHS},
+    **{name: build_vit for name in VIT_SIZES},
+    # the user's own callable (any input shape) and the libraries' models, by name
+    "custom": build_custom, "torchvision": build_torchvision, "timm": build_timm,
 }
 
 
@@ -61,7 +68,7 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int)
     elif cfg.name not in MODELS:
         raise PdpruneError(f"model.name={cfg.name}: no such model "
                            f"(choose from mlp, {', '.join(sorted([*MODELS, *TEXT_MODELS]))})")
-    elif len(input_shape) != 3:
+    elif len(input_shape) != 3 and cfg.name != "custom":
         raise PdpruneError(f"model={cfg.name} needs image inputs (C, H, W), got {input_shape}")
     else:
         model = MODELS[cfg.name](cfg, tuple(input_shape), num_classes)

@@ -20,7 +20,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ..errors import PdpruneError
 from ..models.blocks import find_blocks
+from ..models.text import TextClassifier
 from .budgets import (
     BlockCount,
     FixedOnce,
@@ -32,12 +34,13 @@ from .budgets import (
     WithinLatency,
 )
 from .core import Pruner
-from .limits import check_blocks, check_channel_budget, check_weight_budget
+from .limits import check_blocks, check_weight_budget
 from .schedules import build_schedule
 from .scorers import MagnitudeScorer, RandomScorer
-from .structures.channels import ChannelStructure
+from .structures.channels import ChannelStructure, check_groups
 from .structures.coupled import PRODUCERS, ChannelGroup, find_channel_groups
 from .structures.granularity import build_granularity
+from .structures.heads import find_sites, transformer_groups
 from .structures.removable_blocks import BlockImportance, BlockStructure
 from .structures.weights import DenseStructure, WeightStructure
 from .targets import is_depthwise, select_targets
@@ -104,8 +107,18 @@ def channel_groups(model: nn.Module, targets: list[tuple[str, nn.Module]],
                    input_shape: tuple[int, ...]) -> tuple[list[ChannelGroup], list[str]]:
     """Targets become roots of coupled channel groups; a group touching the output channels of
     any other conv / linear (the classifier, excluded layers) stays dense. Depthwise convs are
-    never roots but join their producer's group. Returns (groups, roots left dense)."""
+    never roots but join their producer's group. In a transformer the groups are its attention
+    heads and FFN neurons (structures/heads.py). Returns (groups, roots left dense)."""
     roots = [name for name, _ in targets]
+    sites = find_sites(model)
+    if sites or isinstance(model, TextClassifier):  # a transformer: heads and FFN neurons
+        groups = transformer_groups(model, sites, roots)
+        if not groups:
+            raise PdpruneError(f"granularity=channel: no attention heads or FFN layers among "
+                               f"the targets of {type(model).__name__} (known: models/vit.py, "
+                               "BERT-style encoders); use granularity=unstructured or nm")
+        covered = {m.name for g in groups for m in g.members}
+        return groups, [name for name in roots if name not in covered]
     ignored = [name for name, m in model.named_modules() if isinstance(m, PRODUCERS)
                and name not in roots and not is_depthwise(m)]
     param = next(model.parameters())
@@ -132,7 +145,7 @@ def check_targets(cfg: DictConfig, model: nn.Module,
     if cfg.granularity.name == "channel":
         groups, _ = channel_groups(model, targets, input_shape)
         kind = "global" if cfg.schedule.name == "epi" else cfg.method.get("budget", "uniform")
-        check_channel_budget([g.channels for g in groups], target, kind, cfg.granularity.round_to)
+        check_groups(groups, target, kind, cfg.granularity.round_to)
         return
     granularity = build_granularity(cfg.granularity)
     if granularity.pruned_per_row is None:

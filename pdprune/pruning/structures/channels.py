@@ -1,6 +1,8 @@
 """Channel structure: one mask value per coupled channel group, shared by every parameter slice
 on the output side of the channel (conv / linear rows and biases, BN scale and shift); the
-groups come from Torch-Pruning (coupled.py). docs/methods.md#granularities, #pdp (channels).
+groups come from Torch-Pruning (coupled.py), in transformers from the module layout: a group
+channel is then a whole attention head (head_dim rows of q, k and v) or an FFN neuron
+(heads.py). docs/methods.md#granularities, #pdp (channels).
 
 Importance of a channel = the L2 norm of all weights that produce it (the rows of every coupled
 conv / linear). Masking the BN scale and shift as well as the conv rows matters: a BN in
@@ -28,6 +30,7 @@ from ..selection import round_kept
 from .base import ExportPlan, Structure
 from .compaction import DensePositions, remap_optimizer, sliced, tensor_state
 from .coupled import ChannelGroup, remove_channels
+from .heads import heads_summary
 
 
 def _plain(name: str) -> str:
@@ -59,6 +62,14 @@ def _original(module: nn.Module, name: str) -> torch.Tensor:
     if parametrize.is_parametrized(module, name):
         return getattr(module.parametrizations, name).original
     return getattr(module, name)
+
+
+def check_groups(groups: list[ChannelGroup], target: float, budget: str, round_to: int) -> None:
+    """check_channel_budget over the groups; attention heads (head_dim rows each, whole units
+    already) are never rounded to blocks of round_to."""
+    check_channel_budget([g.channels for g in groups if g.kind != "heads"], target, budget,
+                         round_to)
+    check_channel_budget([g.channels for g in groups if g.kind == "heads"], target, budget, 1)
 
 
 class GroupChannels:
@@ -165,7 +176,7 @@ class ChannelStructure(Structure):
 
     def check(self, target: float, budget: str) -> None:
         self.budget_kind = budget
-        check_channel_budget(self.sizes(), target, budget, self.round_to)
+        check_groups(self.groups, target, budget, self.round_to)
 
     @torch.no_grad()
     def magnitudes(self, i: int) -> torch.Tensor:
@@ -182,7 +193,17 @@ class ChannelStructure(Structure):
         return scores / scores.mean().clamp_min(1e-12)
 
     def settle(self, counts: list[int], sparsity: float) -> list[int]:
-        return round_kept(self.sizes(), counts, self.round_to)
+        heads = [g.kind == "heads" for g in self.groups]
+        if not any(heads):
+            return round_kept(self.sizes(), counts, self.round_to)
+        settled = list(counts)  # heads are whole units already: rounded to 1, the rest apart
+        for is_head, multiple in ((True, 1), (False, self.round_to)):
+            idx = [i for i, h in enumerate(heads) if h == is_head]
+            rounded = round_kept([self.groups[i].channels for i in idx],
+                                 [counts[i] for i in idx], multiple)
+            for i, count in zip(idx, rounded, strict=True):
+                settled[i] = count
+        return settled
 
     # --- sparsity as the summary counts it: a fraction of all coupled channels
     def fraction(self, counts: list[int]) -> float:
@@ -340,8 +361,9 @@ class ChannelStructure(Structure):
                     shape = self.dense_shapes[member.name]
                     row, removed = math.prod(shape[1:]), shape[0] - len(member.gather)
                     zero_rows = int((module.weight.flatten(1) == 0).all(dim=1).sum())
-                    results.append(LayerResult(member.name, shape, shape[0] * row, count * row,
-                                               (zero_rows + removed) * row, ties * row))
+                    unit = group.rows * row  # weights per group channel (a head: head_dim rows)
+                    results.append(LayerResult(member.name, shape, shape[0] * row, count * unit,
+                                               (zero_rows + removed) * row, ties * unit))
         order = {name: i for i, name in enumerate(self.modules)}
         return sorted(results, key=lambda r: order[r.name])
 
@@ -356,18 +378,6 @@ class ChannelStructure(Structure):
             self.positions.dense_state(self.model.state_dict())
         return ExportPlan(removed_units=self.pruned_channels(), dense_state=dense)
 
-    @torch.no_grad()
-    def shrink(self, dense: nn.Module, counts: list[int],
-               input_shape: tuple[int, ...]) -> nn.Module:
-        """`dense` (this architecture, unpruned) with counts[g] channels removed from group g:
-        the network a run trains with these counts. Only counts matter for its cost, not which
-        channels, so the first ones go."""
-        pruned = {g.root: torch.arange(c) for g, c in zip(self.groups, counts, strict=True) if c}
-        dense = dense.cpu().eval()
-        if not pruned:  # a dense network needs no dependency graph
-            return dense
-        return remove_channels(dense, torch.zeros((1, *input_shape)), pruned)
-
     def summary(self, counts: list[int], target: float) -> dict:
         pruned = sum(int((~k).sum()) for k in self.kept.values())
         return {"channels": {"groups": len(self.groups), "total": self.num_channels,
@@ -375,7 +385,8 @@ class ChannelStructure(Structure):
                 "fraction": pruned / max(1, self.num_channels),
                 "expected_pruned": sum(counts), "round_to": self.round_to,
                 # before rounding to blocks (round_kept): what the target asked for
-                "target_pruned": target_channels(self.sizes(), target, self.budget_kind)}}
+                "target_pruned": target_channels(self.sizes(), target, self.budget_kind)},
+                **({"heads": heads} if (heads := heads_summary(self.groups, self.kept)) else {})}
 
     # --- checkpoints
     def state_dict(self) -> dict:

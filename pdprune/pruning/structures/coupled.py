@@ -51,6 +51,9 @@ class ChannelGroup:
     channels: int
     members: list[OutputSide] = field(default_factory=list)
     inputs: list[InputSide] = field(default_factory=list)
+    rows: int = 1  # output rows of a producer per group channel (an attention head: head_dim)
+    kind: str = "channels"  # or, in transformers (heads.py): "heads" | "neurons"
+    owner: str = ""  # heads: the attention module whose head count they are
 
     @property
     def producers(self) -> list[OutputSide]:
@@ -121,8 +124,15 @@ def remove_channels(model: nn.Module, example: torch.Tensor,
     """Physically remove channels, in place: {root layer name: root channel indices to drop}.
 
     Torch-Pruning slices every coupled parameter (and the next layers' inputs); the model stays
-    an ordinary nn.Module of smaller layers.
+    an ordinary nn.Module of smaller layers. Transformer heads and FFN neurons are removed by
+    heads.py (their groups come from there too).
     """
+    from .heads import remove_units  # (heads.py builds on this module)
+
+    rest = remove_units(model, pruned)
+    if len(rest) < len(pruned) and not rest:
+        return model  # all were heads / neurons: no graph to trace
+    pruned = rest
     modules = dict(model.named_modules())
     was_training = model.training
     graph = _dependency_graph(model.eval(), example)

@@ -1,12 +1,9 @@
-"""ImageNet-style ImageFolder trees: root/train/<class>/<images> and root/val/<class>/<images>.
+"""Images decoded from files by DataLoader worker processes: the loader for image trees too
+large to decode once and keep in memory (image_folder.py decides; ImageNet always comes here).
 
-Training images: RandomResizedCrop(image_size) + horizontal flip; evaluation images:
-Resize(resize_size) + CenterCrop(image_size). Decoding and cropping run in DataLoader worker
-processes and produce uint8 tensors; ToTensor's scaling and Normalize run on whole batches on the
-training device (the same arithmetic, a quarter of the bytes through pinned memory).
-
-val = a seeded val_fraction (at least one image) of train/, with the evaluation transforms;
-test = root/val, the usual stand-in for ImageNet's unlabelled test set.
+Decoding and the PIL transforms (train: RandomResizedCrop + flip; eval: Resize + CenterCrop) run
+in the workers and produce uint8 tensors; ToTensor's scaling and Normalize run on whole batches
+on the training device (the same arithmetic, a quarter of the bytes through pinned memory).
 """
 
 from __future__ import annotations
@@ -17,31 +14,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
-from ..errors import ConfigError, PdpruneError
+from ..errors import PdpruneError
 from ..signals import ignore_stop_signals
-from .bundle import Batch, DataBundle, EpochState, normalizer, one_line, seeded_split, to_device
-from .locate import class_folders, locate_dataset
+from .bundle import Batch, EpochState, normalizer, one_line, to_device
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, per RGB channel
+GRAY_MEAN, GRAY_STD = 0.449, 0.226  # their averages, for one-channel images
 ERROR_PREFIX = f"{PdpruneError.__module__}.{PdpruneError.__name__}: "
 
 
 class ImageFiles(Dataset):
-    """Images on disk with their labels, decoded to RGB and transformed to uint8 (C, H, W).
+    """Images on disk with their labels, decoded to `mode` (PIL's "RGB" or "L") and transformed
+    to uint8 (C, H, W).
 
     An item is an index, or (index, seed) to run the random transforms under that seed: the
     augmentation of a sample then depends only on the loader's draw, not on which worker
     process decodes it or on the global RNG.
     """
 
-    def __init__(self, root: Path, samples: list[tuple[str, int]], transform):
-        self.root = str(root)
+    def __init__(self, root: Path, samples: list[tuple[str, int]], transform,
+                 mode: str = "RGB"):
+        self.root, self.mode = str(root), mode
         # compact arrays rather than a list of tuples: workers share them without copying
         self.paths = np.array([os.path.relpath(p, self.root).encode() for p, _ in samples])
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
@@ -54,6 +51,7 @@ class ImageFiles(Dataset):
         part = ImageFiles.__new__(ImageFiles)
         idx = indices.numpy()
         part.root, part.paths, part.labels = self.root, self.paths[idx], self.labels[idx]
+        part.mode = self.mode
         part.transform = transform
         return part
 
@@ -62,7 +60,7 @@ class ImageFiles(Dataset):
         path = os.path.join(self.root, self.paths[index].decode())
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB")
+                img = img.convert(self.mode)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise PdpruneError(f"{path}: cannot read this image ({one_line(exc)})") from None
         if seed is None:
@@ -163,49 +161,11 @@ def worker_message(exc: Exception) -> str:
     return found[-1] if found else (lines[0] if lines else type(exc).__name__)
 
 
-def train_transform(cfg: DictConfig):
-    if not cfg.augment:
-        return eval_transform(cfg)
-    return T.Compose([T.RandomResizedCrop(cfg.image_size), T.RandomHorizontalFlip(),
-                      T.PILToTensor()])
+def train_transform(size: int, resize: int, augment: bool):
+    if not augment:
+        return eval_transform(size, resize)
+    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])
 
 
-def eval_transform(cfg: DictConfig):
-    return T.Compose([T.Resize(cfg.resize_size), T.CenterCrop(cfg.image_size), T.PILToTensor()])
-
-
-def scan(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
-    """(path, label) of every image under folder/<class>/, classes numbered as in train/."""
-    present = {c: class_to_idx[c] for c in class_folders(folder) if c in class_to_idx}
-    return make_dataset(str(folder), present, extensions=IMG_EXTENSIONS, allow_empty=True)
-
-
-def build_imagenet(cfg: DictConfig, seed: int, device: torch.device | None = None) -> DataBundle:
-    device = device or torch.device("cpu")
-    root = locate_dataset(cfg)
-    classes = class_folders(root / "train")
-    class_to_idx = {c: i for i, c in enumerate(classes)}
-    train_all = ImageFiles(root / "train", scan(root / "train", class_to_idx), None)
-    test = ImageFiles(root / "val", scan(root / "val", class_to_idx), eval_transform(cfg))
-    for split, files in (("train", train_all), ("val", test)):
-        if len(files) == 0:
-            raise PdpruneError(f"{root / split}: no images in its class folders (looked for "
-                               f"{', '.join(IMG_EXTENSIONS)})")
-    n = len(train_all)
-    n_val = max(1, round(cfg.val_fraction * n))
-    if n_val >= n:
-        raise ConfigError("dataset.val_fraction", cfg.val_fraction,
-                          f"leaves no training images ({n} in {root / 'train'})")
-    train_idx, val_idx = seeded_split(n, (n_val,), cfg.split_seed)
-    common = {"num_workers": cfg.num_workers, "device": device}
-    return DataBundle(
-        name="imagenet",
-        train=ImageLoader(train_all.subset(train_idx, train_transform(cfg)), cfg.batch_size,
-                          shuffle=True, drop_last=True, seed=seed, augment=cfg.augment,
-                          **common),
-        val=ImageLoader(train_all.subset(val_idx, eval_transform(cfg)), cfg.eval_batch_size,
-                        **common),
-        test=ImageLoader(test, cfg.eval_batch_size, persistent=False, **common),  # used once
-        input_shape=(3, cfg.image_size, cfg.image_size),
-        num_classes=len(classes),
-    )
+def eval_transform(size: int, resize: int):
+    return T.Compose([T.Resize(resize), T.CenterCrop(size), T.PILToTensor()])
