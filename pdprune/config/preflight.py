@@ -131,9 +131,6 @@ def _check_budget(cfg) -> None:
     check_targets(cfg, build_on_meta(cfg.model, input_shape, classes), input_shape)
 
 
-# One sample's shape and the class count each image dataset gives, known without reading it
-# (data/: digits.py, idx.py, cifar.py); imagenet's class count is its folder count, which only
-# sizes the classifier (a key skipped when its shape differs).
 def _check_checkpoint(cfg) -> None:
     """model.checkpoint: the file loads (safely) and is a state_dict, and for an image model its
     keys and shapes fit the model, built on the meta device (no memory, no data read). Text
