@@ -11,6 +11,11 @@ import torch
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+
+def batch_count(samples: int, batch_size: int, drop_last: bool) -> int:
+    """Batches in one pass: a ragged last batch counts unless it is dropped."""
+    return samples // batch_size if drop_last else -(-samples // batch_size)
+
 class Loader(Protocol):
     """What the trainer needs from a loader: (x, y) batches, batches per epoch, sample count,
     and (for the training loader) a state that makes a resumed run see the same batches."""
@@ -104,8 +109,7 @@ class TensorLoader(EpochState):
         self.augment = augment
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(len(self.x), self.batch_size, self.drop_last)
 
     @property
     def num_samples(self) -> int:

@@ -20,7 +20,7 @@ from torchvision import transforms as T
 
 from ..errors import PdpruneError
 from ..signals import ignore_stop_signals
-from .bundle import Batch, EpochState, normalizer, one_line, to_device
+from .bundle import Batch, EpochState, batch_count, normalizer, one_line, to_device
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, per RGB channel
 GRAY_MEAN, GRAY_STD = 0.449, 0.226  # their averages, for one-channel images
@@ -115,8 +115,7 @@ class ImageLoader(EpochState):
             worker_init_fn=ignore_stop_signals)  # SLURM signals every process: the main one acts
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(len(self.dataset), self.batch_size, self.drop_last)
 
     @property
     def num_samples(self) -> int:
