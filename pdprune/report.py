@@ -90,6 +90,7 @@ def _latency_ratio(summary: dict, runtime: str) -> float | str:
 def row(run: Run, root: Path) -> dict:
     """The report's row for one run; the measured columns stay empty unless it finished."""
     s, cfg = run.summary or {}, run.config
+    cost = s.get("training_cost", {})
     extra = {k: v for k, v in run.choices.items() if k not in GROUPS and k != "experiment"}
     return {
         "run": _short_name(run.folder, root),
@@ -117,6 +118,11 @@ def row(run: Run, root: Path) -> dict:
         "cpu_latency_vs_dense": _latency_ratio(s, "cpu"),  # eager, at the largest batch timed
         "compiled_latency_vs_dense": _latency_ratio(s, "cpu_compiled"),  # torch.compile
         "train_time_s": s.get("train_time_s", ""),
+        # training cost against training dense for as many epochs: MACs the run's kernels ran,
+        # MACs of its non-zero weights (what sparse kernels would run), measured seconds
+        "train_macs_vs_dense": cost.get("vs_dense", ""),
+        "nonzero_train_macs_vs_dense": cost.get("nonzero_vs_dense", ""),
+        "train_time_vs_dense": cost.get("measured_vs_dense", ""),
         "epochs": s.get("epochs", run.epochs_done),
         "note": error_line(run.error) if run.error else
         "" if run.summary else f"{run.epochs_done} epochs done, no summary",
@@ -154,6 +160,7 @@ def series_label(r: dict, rows: list[dict]) -> str:
 _ROW_KEYS = {"run", "status", *GROUPS, "seed", "sparsity", "target", "achieved", "unit",
              "test_top1", "accuracy_masks", "last_val_top1", "last_epoch_masks", "params",
              "nonzero_params", "flops", "nonzero_flops", "nonzero_counting", "train_time_s",
+             "train_macs_vs_dense", "nonzero_train_macs_vs_dense", "train_time_vs_dense",
              "epochs", "note", "cpu_latency_vs_dense", "compiled_latency_vs_dense"}
 # the rest: config groups a recipe sweeps
 
@@ -185,6 +192,40 @@ def plot_vs(rows: list[dict], x_key: str, path: Path, *, xlabel: str, title: str
                         marker="o", capsize=3, label=name)
         if log_x:
             ax.set_xscale("log")
+
+
+COST_COLUMNS = {  # the cost table's columns: row key -> heading
+    "test_top1": "test top-1", "nonzero_flops": "kept MACs", "nonzero_params": "kept params",
+    "train_macs_vs_dense": "train MACs vs dense",
+    "nonzero_train_macs_vs_dense": "non-zero train MACs vs dense",
+    "train_time_vs_dense": "train time vs dense"}
+
+
+def cost_table(rows: list[dict]) -> str:
+    """Markdown: per series and requested sparsity, the means over seeds of accuracy, what
+    the result keeps and what training it cost (empty where no run measured it)."""
+    done = [r for r in rows if r["status"] == "ok"]
+    groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
+    for r in done:
+        groups[series_label(r, done), float(r["sparsity"])].append(r)
+    lines = ["| method | sparsity | runs | " + " | ".join(COST_COLUMNS.values()) + " |",
+             "|---" * (len(COST_COLUMNS) + 3) + "|"]
+    for (name, sparsity), runs in sorted(groups.items()):
+        cells = []
+        for key in COST_COLUMNS:
+            values = [float(r[key]) for r in runs if r.get(key, "") != ""]
+            cells.append("" if not values else _figure(statistics.fmean(values)))
+        lines.append(f"| {name} | {sparsity:g} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(value: float) -> str:
+    """Counts in k / M (whole below 1000), fractions to 4 places."""
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}" if value >= 10 else f"{value:.4f}"
 
 
 def seed_table(rows: list[dict]) -> str:
@@ -263,6 +304,7 @@ def write_report(root: Path, out: Path, layers_of: str | None = None) -> dict:
                          for s in ("ok", "failed", "incomplete")), ""]
     if any(r["status"] == "ok" for r in rows):
         lines += ["## Test top-1: mean (min-max, n) over seeds", "", seed_table(rows)]
+        lines += ["## Accuracy and cost: means over seeds", "", COST_NOTE, "", cost_table(rows)]
     lines += ["## Runs", "", COLUMNS_NOTE, "", markdown]
     if not_ok:
         lines += ["## Runs that did not finish", ""]
@@ -281,6 +323,15 @@ COLUMNS_NOTE = (
     "nonzero_params / nonzero_flops count non-zero weights (`nonzero_counting` zeros), or for "
     "channel runs the network that remains with the pruned channels removed "
     "(remaining_network: what the compact export holds).")
+
+
+COST_NOTE = (
+    "kept MACs / params: of the final network (non-zero weights; channel runs: the network "
+    "that remains). Train MACs vs dense: forward + backward MACs the run's kernels ran "
+    "against training dense for as many epochs (smaller only when units left the network). "
+    "Non-zero train MACs: those of each epoch's non-zero weights, what sparse kernels would "
+    "run. Train time: measured seconds against the run's own dense epochs (or a timed dense "
+    "calibration).")
 
 
 def _same_columns(rows: list[dict]) -> list[dict]:

@@ -240,7 +240,8 @@ def measured_training_cost(cfg: DictConfig, pruning: Pruning, data, summary: dic
 
     samples = min(data.train.num_samples, len(data.train) * cfg.dataset.batch_size)
     return {**training_cost([r["macs"] for r in records], dense["macs"], samples,
-                            [r["params"] for r in records]),
+                            [r["params"] for r in records],
+                            [r.get("nonzero_macs", r["macs"]) for r in records]),
             "dense_params": dense["params"],
             **measured_time([r["epoch_time_s"] for r in records], [not p for p in pruned],
                             calibrate)}

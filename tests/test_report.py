@@ -21,7 +21,7 @@ from pdprune.errors import ConfigError, PdpruneError
 from pdprune.models import build_model
 from pdprune.models.width_match import matched_width, parameter_count, pruned_nonzeros
 from pdprune.pruning.targets import select_targets
-from pdprune.report import find_runs, series_label, write_report
+from pdprune.report import cost_table, find_runs, series_label, write_report
 
 from .fakedata import CIFAR_FOLDERS, write_cifar
 
@@ -107,6 +107,8 @@ def _fake_run(folder: Path, *, method: str, sparsity: float, seed: int, top1: fl
                            "masks": "soft" if method == "pdp" else "hard"},
             "params": 1000, "nonzero_params": round(1000 * (1 - sparsity)),
             "flops_dense": 10, "flops_nonzero": 5, "train_time_s": 1.0, "epochs": 3,
+            "training_cost": {"vs_dense": 1.0, "nonzero_vs_dense": 0.5 + 0.1 * seed,
+                              "measured_vs_dense": 1.25},
             "layers": [{"name": "fc1", "sparsity": sparsity}, {"name": "fc2", "sparsity": 0.1}],
             "latency": {"cpu": {"1": {"dense": {"median_ms": 2.0},
                                       "exported": {"median_ms": 1.0}},
@@ -147,6 +149,11 @@ def test_report_rows_statuses_and_seed_statistics(tmp_path):
     assert "test_top1: the final network, masks hardened" in text
     assert "`4_x` (incomplete)" in text and "`5_x` (failed): RuntimeError" in text
     assert "Per-layer sparsity plotted for" in text and text.rstrip().endswith("1_x`.")
+    assert rows[1]["nonzero_train_macs_vs_dense"] == pytest.approx(0.6)
+    # the cost table: means over seeds (pdp at 0.5: seeds 0 and 1), one line per series
+    assert ("| pdp | 0.5 | 2 | 0.8800 | 5.0000 | 500 | 1.0000 | 0.5500 | 1.2500 |"
+            in cost_table(rows))
+    assert "| gmp | 0.9 | 1 | 0.7000 |" in text  # the failed gmp seeds are not averaged
     with pytest.raises(ValueError, match="no finished run"):
         write_report(root, tmp_path / "out2", layers_of="4_x")
     with pytest.raises(ValueError, match="no runs found"):

@@ -90,8 +90,11 @@ def test_network_size_counts_present_layers_and_leaves_training_state_alone():
                           nn.Linear(2 * 4 * 4, 3))
     model.train()
     stats = model[1].running_mean.clone()
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, :2] = 0  # two zero weights, each applied at 16 positions
+        model[3].weight[1, :5] = 0  # five zero weights, applied once
     size = network_size(model, (1, 4, 4))
-    assert size == {"macs": 2 * 9 * 16 + 32 * 3,
+    assert size == {"macs": 2 * 9 * 16 + 32 * 3, "nonzero_macs": 2 * 9 * 16 - 32 + 32 * 3 - 5,
                     "params": 2 * 9 + 2 + 2 + 2 + 32 * 3 + 3}
     assert model.training and torch.equal(model[1].running_mean, stats)
 
@@ -136,4 +139,11 @@ def test_a_weights_run_trains_the_dense_network_throughout(make_cfg, tmp_path):
     cost = summary["training_cost"]
     assert cost["vs_dense"] == 1.0  # masks do not shrink the network
     assert cost["params_per_epoch"] == [cost["dense_params"]] * 4
+    # what a sparse kernel would run: each epoch's non-zero weights, from metrics.jsonl
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    nonzero = [r["nonzero_macs"] for r in records]
+    assert cost["nonzero_forward_macs_per_epoch"] == nonzero
+    assert nonzero[-1] < nonzero[0] <= cost["forward_macs_per_epoch"][0]
+    assert cost["nonzero_vs_dense"] == pytest.approx(
+        sum(nonzero) / (cost["forward_macs_per_epoch"][0] * 4))
     assert cost["dense_time_from"] == "dense_epochs" and cost["measured_vs_dense"] > 0

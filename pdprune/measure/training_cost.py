@@ -19,25 +19,37 @@ BACKWARD_FACTOR = 3  # forward + backward (gradients w.r.t. inputs and weights) 
 
 
 def network_size(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """{'macs': forward MACs per sample, 'params': parameters} of the layers physically present
-    in `model` (a masked channel still counts; a removed one does not). One eval-mode forward of
+    """{'macs': forward MACs per sample, 'nonzero_macs': those of its non-zero weights (what a
+    sparse kernel would run), 'params': parameters} of the layers physically present in `model`
+    (a masked channel still counts in 'macs'; a removed one does not). One eval-mode forward of
     a zero sample without gradients: training state (BN statistics, RNG) is left alone."""
     device = next(model.parameters()).device
-    macs = sum(dense for dense, _ in layer_macs(model, input_shape, device).values())
-    return {"macs": macs, "params": sum(p.numel() for p in model.parameters())}
+    layers = layer_macs(model, input_shape, device).values()
+    return {"macs": sum(dense for dense, _ in layers),
+            "nonzero_macs": sum(nonzero for _, nonzero in layers),
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def training_cost(epoch_macs: list[int], dense_macs: int, samples_per_epoch: int,
-                  epoch_params: list[int] | None = None) -> dict:
-    """Train MACs spent and the dense equivalent; `dense_epochs`: epochs before any pruning."""
+                  epoch_params: list[int] | None = None,
+                  epoch_nonzero_macs: list[int] | None = None) -> dict:
+    """Train MACs spent and the dense equivalent; `dense_epochs`: epochs before any pruning.
+    `epoch_nonzero_macs`: forward MACs of each epoch's non-zero weights at its end: the
+    training cost a sparse kernel would run (SET / RigL count their cost so); the gradient
+    steps RigL and GraNet take densely are not in it."""
     dense_epochs = next((i for i, m in enumerate(epoch_macs) if m != dense_macs),
                         len(epoch_macs))
     spent = BACKWARD_FACTOR * samples_per_epoch * sum(epoch_macs)
     dense = BACKWARD_FACTOR * samples_per_epoch * dense_macs * len(epoch_macs)
+    sparse = {}
+    if epoch_nonzero_macs is not None:
+        nonzero = BACKWARD_FACTOR * samples_per_epoch * sum(epoch_nonzero_macs)
+        sparse = {"nonzero_forward_macs_per_epoch": epoch_nonzero_macs,
+                  "nonzero_train_macs": nonzero, "nonzero_vs_dense": nonzero / max(1, dense)}
     return {"dense_epochs": dense_epochs, "forward_macs_per_epoch": epoch_macs,
             **({"params_per_epoch": epoch_params} if epoch_params is not None else {}),
             "samples_per_epoch": samples_per_epoch, "train_macs": spent,
-            "dense_train_macs": dense, "vs_dense": spent / max(1, dense)}
+            "dense_train_macs": dense, "vs_dense": spent / max(1, dense), **sparse}
 
 
 # ------------------------------------------------------------------ wall-clock seconds
