@@ -178,7 +178,8 @@ class Pruning:
         self.core.before_step(step)
 
     def after_backward(self) -> None:
-        """After each backward (gradient criteria of schedule=epi read the gradients here)."""
+        """After each backward (gradient criteria of schedule=epi read the gradients here;
+        schedule=early_bird adds its L1 term on BN scales)."""
         self.core.after_backward()
 
     def begin_epoch(self, epoch: int) -> bool:

@@ -1,4 +1,5 @@
-"""EPI against pruning at each fixed epoch: accuracy vs training cost (docs/methods.md#epi).
+"""EPI and Early-Bird against pruning at each fixed epoch: accuracy vs training cost
+(docs/methods.md#epi, #early-bird).
 
     python scripts/epi_vs_grid.py --out results/epi_vs_grid
     python scripts/epi_vs_grid.py --model resnet20 --epochs 10 --sparsity 0.5
@@ -10,6 +11,8 @@ Runs `prune-train -m granularity=channel schedule=oneshot schedule.epoch=1,2,..,
 search EPI is meant to replace) and `schedule=epi` with the same method, sparsity and epochs,
 twice: cut at the grid's MACs (`schedule.cut=macs`, EPI's default: compare at equal cost) and at
 its channel count (`schedule.cut=channels`: equal channels, whatever they cost).
+And `schedule=early_bird`, EPI's natural rival (the mask of BN scales drawn once it stops
+changing), at its defaults (`--eb KEY=VALUE` overrides them).
 Training cost is the MACs of forward + backward of the network each epoch trained (dense
 before pruning, the pruned one after), relative to training dense throughout; and measured:
 the run's wall-clock seconds against its dense epochs' median time for as many epochs.
@@ -25,10 +28,12 @@ from pdprune.sweep import figure, multirun, publish, script_parser, short_run_na
 
 
 def row(summary: dict) -> dict:
-    epi, cost = summary.get("epi"), summary["training_cost"]
-    return {"schedule": f"epi (cut={epi['cut']})" if epi else "fixed epoch",
+    cost = summary["training_cost"]
+    arm = next(((name, summary[name]) for name in ("epi", "early_bird") if name in summary),
+               None)  # a schedule that decides when to prune, or None: the grid
+    return {"schedule": f"{arm[0]} (cut={arm[1]['cut']})" if arm else "fixed epoch",
             "prune_after_epoch": cost["dense_epochs"],
-            "trigger": epi["trigger"] if epi else "",
+            "trigger": arm[1]["trigger"] if arm else "",
             "kept_macs": summary["flops_nonzero"],  # of the network that remains
             "train_cost_vs_dense": round(cost["vs_dense"], 3),
             # wall clock: the run's seconds against its own dense epochs' (or a calibration)
@@ -51,7 +56,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                 ax.annotate(f"epoch {e}", (x, y), textcoords="offset points", xytext=(4, 4),
                             fontsize=8)
         for r, color in zip([r for r in rows if r["schedule"] != "fixed epoch"],
-                            ("tab:red", "tab:purple"), strict=False):
+                            ("tab:red", "tab:purple", "tab:green"), strict=False):
             ax.scatter([r["train_cost_vs_dense"]], [r["test_top1"]], marker="*", s=200,
                        color=color, zorder=3, label=f"{r['schedule']}: pruned after epoch "
                        f"{r['prune_after_epoch']}, {r['trigger']}")
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    "epoch from 1 to epochs-1)")
     p.add_argument("--epi", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides for the EPI runs only, e.g. schedule.max_epoch=7")
+    p.add_argument("--eb", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for the Early-Bird run only, e.g. schedule.epsilon=0.2")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.smoke:
         args.dataset, args.epochs = "synthetic", 4
@@ -78,8 +85,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     grid = args.grid or ",".join(map(str, range(1, args.epochs)))
     multirun([*common, "schedule=oneshot", f"schedule.epoch={grid}"], args.out / "grid")
     multirun([*common, "schedule=epi", "schedule.cut=macs,channels", *args.epi], args.out / "epi")
+    multirun([*common, "schedule=early_bird", *args.eb], args.out / "early_bird")
     grid = sorted(summaries(args.out / "grid"), key=lambda s: s["training_cost"]["dense_epochs"])
-    rows = [row(s) for s in grid] + [row(s) for s in summaries(args.out / "epi")]
+    rows = [row(s) for s in grid] + [row(s) for arm in ("epi", "early_bird")
+                                     for s in summaries(args.out / arm)]
     title = f"{args.model} on {args.dataset}, {args.sparsity:.0%} channels: when to prune"
     return publish(rows, args.out / "epi_vs_grid", lambda r, path: plot(r, path, title))
 

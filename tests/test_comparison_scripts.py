@@ -39,7 +39,7 @@ def test_filter_vs_layer_matches_latencies_and_tabulates(tmp_path):
     assert (tmp_path / "filter_vs_layer.png").stat().st_size > 10_000
 
 
-def test_epi_vs_grid_runs_every_fixed_epoch_and_epi(tmp_path):
+def test_epi_vs_grid_runs_every_fixed_epoch_epi_and_early_bird(tmp_path):
     rows = load_bench("epi_vs_grid").main(["--smoke", "--out", str(tmp_path)])
     grid = [r for r in rows if r["schedule"] == "fixed epoch"]
     assert [r["prune_after_epoch"] for r in grid] == [1, 2, 3]
@@ -49,11 +49,16 @@ def test_epi_vs_grid_runs_every_fixed_epoch_and_epi(tmp_path):
                          for cut in ("macs", "channels"))
     for epi in (by_cost, by_count):
         assert 1 <= epi["prune_after_epoch"] <= 3 and epi["trigger"] in ("indicator", "fallback")
+    # Early-Bird at its defaults: the global cut of BN scales; a window of 5 distances cannot
+    # settle in 4 epochs, so it prunes at max_epoch = round(0.5 * 4)
+    (early_bird,) = [r for r in rows if r["schedule"] == "early_bird (cut=channels)"]
+    assert (early_bird["prune_after_epoch"], early_bird["trigger"]) == (2, "fallback")
+    assert early_bird["channels_pruned"] == pytest.approx(0.5, abs=0.05)
     # cut=macs: EPI keeps the grid's MACs (up to the last channel and rounding to blocks)
     assert by_cost["kept_macs"] == pytest.approx(grid[0]["kept_macs"], rel=0.15)
     assert len({r["kept_macs"] for r in grid}) == 1
     # wall clock beside MACs: every arm timed against its own dense epochs
     assert all(r["train_time_s"] > 0 and r["train_time_vs_dense"] > 0 for r in rows)
     assert all(0 < r["kept_macs"] for r in rows)
-    assert len(read_csv(tmp_path / "epi_vs_grid.csv")) == 5
+    assert len(read_csv(tmp_path / "epi_vs_grid.csv")) == 6
     assert (tmp_path / "epi_vs_grid.png").stat().st_size > 10_000

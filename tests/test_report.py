@@ -164,6 +164,10 @@ def test_recipes_compose_to_their_sweeps():
     assert check(["-m", "experiment=pdp_vs_gmp"]) == 2 * 4 * 3  # methods x sparsities x seeds
     assert check(["-m", "experiment=zhu_gupta_sparse_vs_dense"]) == 2 * 4  # arms x budgets
     assert check(["-m", "experiment=pdp_vs_gmp", "seed=0"]) == 8  # the command line wins
+    assert check(["-m", "experiment=baselines"]) == 7 * 2 * 3  # methods x sparsities x seeds
+    # the like-with-like line of configs/experiment/baselines.yaml: every method has a budget
+    assert check(["-m", "experiment=baselines", "method=pdp,gmp,snip,granet",
+                  "method.budget=uniform,global"]) == 4 * 2 * 2 * 3
     with pytest.raises(PdpruneError, match="model.width"):
         check(["-m", "experiment=zhu_gupta_sparse_vs_dense", "model=resnet18"])
 

@@ -344,6 +344,77 @@ class LayerPruneMethodConfig:
     targets: TargetsConfig = field(default_factory=TargetsConfig)
 
 
+@dataclass
+class SETMethodConfig:
+    """SET (Mocanu et al. 2018): sparse from the start, drop by magnitude, regrow at random
+    (docs/methods.md#set-and-rigl)."""
+
+    name: str = "set"
+    distribution: str = "erk"  # per-layer densities: erk (Erdos-Renyi-Kernel) | uniform
+    delta_t: int = 100  # optimizer steps between mask updates
+    t_end: float = 0.75  # updates stop at this fraction of the training steps
+    alpha: float = 0.3  # fraction dropped at step 0, cosine-decayed to 0 at t_end
+    seed: int = 0  # the random initial mask (and SET's random regrowth)
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class RigLMethodConfig(SETMethodConfig):
+    """RigL (Evci et al. 2020): as SET, regrowing the largest dense-gradient magnitudes."""
+
+    name: str = "rigl"
+
+
+@dataclass
+class GraNetMethodConfig:
+    """GraNet (Liu et al. 2021): GMP's cubic schedule plus zero-cost neuroregeneration at each
+    mask update (docs/methods.md#granet)."""
+
+    name: str = "granet"
+    budget: str = "global"  # global: one magnitude cut over all layers (the paper's) | uniform
+    alpha: float = 0.5  # regeneration fraction at step 0, cosine-decayed to 0 at t_end
+    t_end: float = 1.0  # regeneration stops at this fraction of the training steps
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class MovementMethodConfig:
+    """Movement pruning (Sanh et al. 2020): learned scores S, straight-through estimator."""
+
+    name: str = "movement"
+    soft: bool = False  # false: hard movement (Top_v of S) | true: soft (S > tau, L1 penalty)
+    # null: the paper's, uniform (Top_v per layer) for hard, global (one tau) for soft
+    budget: Optional[str] = None
+    # global (soft): each layer keeps at least int(min_kept * n) + 1 weights (the authors' 0.5%)
+    min_kept: float = 0.005
+    score_init: float = 0.0  # S starts at this constant (the authors' mask_init constant, 0)
+    score_lr: Optional[float] = 1e-2  # the scores' learning rate (the authors'); null: optim.lr
+    l1: float = 400.0  # soft: lambda of the L1 on sigmoid(S), normalised per layer and layers
+    l1_ramp: bool = True  # soft: lambda * s(t) / s_final (the authors' code), else constant
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class SNIPMethodConfig:
+    """SNIP (Lee et al. 2019): one cut by |g w| at initialisation, masks fixed after."""
+
+    name: str = "snip"
+    budget: str = "global"  # global: the paper's one cut over all layers | uniform: per layer
+    batches: int = 1  # minibatches of training data whose loss gradient g scores the weights
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
+@dataclass
+class STRMethodConfig:
+    """STR (Kusupati et al. 2020): w_eff = sign(w) relu(|w| - sigmoid(s)), s learned per layer."""
+
+    name: str = "str"
+    s_init: float = -5.0  # every layer's s at the start (threshold sigmoid(s_init))
+    s_weight_decay: Optional[float] = None  # weight decay on s; null: the optimizer's (paper's)
+    freeze_at_target: bool = True  # s stops changing once `sparsity` is reached (not the paper's)
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+
+
 # ---------------------------------------------------------------- granularity
 
 
@@ -413,6 +484,21 @@ class EPIScheduleConfig:
     window: int = 5  # r: earlier sub-networks EPI_t compares with
     patience: int = 5  # j: EPI_t must exceed this many previous values
     max_epoch: int = MISSING  # prune after this many epochs if the indicator has not fired
+
+
+@dataclass
+class EarlyBirdScheduleConfig:
+    """Prune channels once, when the Early-Bird mask settles (docs/methods.md#early-bird)."""
+
+    name: str = "early_bird"
+    target: float = MISSING
+    l1: float = 1e-4  # L1 on BN scales while dense: gamma.grad += l1 * sign(gamma)
+    l1_when_pruned: bool = False  # keep the L1 term after pruning (the authors' retraining)
+    cut: str = "channels"  # channels: the target fraction of all channels | macs (as EPI)
+    epsilon: float = 0.1  # the mask distance below which the ticket is drawn
+    window: int = 5  # distances (consecutive) or masks (newest) the trigger reads
+    pairs: str = "consecutive"  # the paper's consecutive distances | newest (the code's)
+    max_epoch: int = MISSING  # prune after this many epochs if the ticket has not settled
 
 
 # ---------------------------------------------------------------- optimizer
@@ -525,11 +611,15 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "custom": CustomDatasetConfig},
     "method": {"dense": DenseMethodConfig, "magnitude": MagnitudeMethodConfig,
                "random": RandomMethodConfig, "pdp": PDPMethodConfig,
-               "layerprune": LayerPruneMethodConfig},
+               "layerprune": LayerPruneMethodConfig, "movement": MovementMethodConfig,
+               "set": SETMethodConfig, "rigl": RigLMethodConfig,
+               "granet": GraNetMethodConfig, "snip": SNIPMethodConfig,
+               "str": STRMethodConfig},
     "granularity": {"unstructured": UnstructuredConfig, "nm": NMConfig,
                     "channel": ChannelConfig, "layer": LayerConfig},
     "schedule": {"pdp": PDPScheduleConfig, "cubic": CubicScheduleConfig,
-                 "oneshot": OneShotScheduleConfig, "epi": EPIScheduleConfig},
+                 "oneshot": OneShotScheduleConfig, "epi": EPIScheduleConfig,
+                 "early_bird": EarlyBirdScheduleConfig},
     "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
     "trainer": {"default": TrainerConfig},
     "export": {"default": ExportConfig},

@@ -18,7 +18,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..data.locate import TEXT_DATASETS, check_dataset_files
 from ..errors import ConfigError, PdpruneError
 from ..models.text_names import TEXT_MODELS
+from ..pruning.dynamic_sparse import METHODS as DYNAMIC_SPARSE
+from ..pruning.dynamic_sparse import check_config as check_dynamic_sparse
+from ..pruning.early_bird import PAIRS
 from ..pruning.importance import CRITERIA
+from ..pruning.movement import check_config as check_movement
+from ..pruning.snip import check_config as check_snip
+from ..pruning.soft_threshold import check_config as check_str
 from ..train.preempt import checkpoint_interval
 from .compose_errors import did_you_mean
 from .schema import NMConfig
@@ -55,7 +61,8 @@ def validate(cfg: DictConfig, own_model: bool = False) -> None:
     if "width" in cfg.model and cfg.model.width <= 0:
         raise ConfigError("model.width", cfg.model.width, "must be positive")
     _check_model(cfg.model)
-    if "budget" in cfg.method and cfg.method.budget not in BUDGETS:
+    # (null: movement's default, the paper's budget of hard or soft movement)
+    if cfg.method.get("budget") is not None and cfg.method.budget not in BUDGETS:
         raise ConfigError("method.budget", cfg.method.budget,
                           f"must be one of {', '.join(BUDGETS)}")
     if "tau" in cfg.method and cfg.method.tau <= 0:
@@ -78,6 +85,14 @@ def validate(cfg: DictConfig, own_model: bool = False) -> None:
         raise ConfigError("export.compact", "true", "needs granularity=channel and a pruning "
                           "method (only whole pruned channels can be removed)")
     _check_pairing(cfg)
+    if cfg.method.name == "movement":
+        check_movement(cfg)
+    if cfg.method.name in DYNAMIC_SPARSE:
+        check_dynamic_sparse(cfg)
+    if cfg.method.name == "snip":
+        check_snip(cfg)
+    if cfg.method.name == "str":
+        check_str(cfg)
     if cfg.method.name != "dense":
         _check_schedule(cfg.schedule, epochs)
     if cfg.trainer.max_train_batches is not None and cfg.trainer.max_train_batches < 1:
@@ -307,6 +322,30 @@ def _check_schedule(schedule: DictConfig, epochs: int) -> None:
         if not 1 <= schedule.max_epoch < epochs:
             raise ConfigError("schedule.max_epoch", _shown(schedule, "max_epoch"),
                               f"must be in [1, {epochs}) so that training goes on after pruning")
+    elif schedule.name == "early_bird":
+        _check_early_bird(schedule, epochs)
+
+
+def _check_early_bird(schedule: DictConfig, epochs: int) -> None:
+    """schedule=early_bird (docs/methods.md#early-bird)."""
+    for key, allowed in (("cut", ("channels", "macs")), ("pairs", PAIRS)):
+        if schedule[key] not in allowed:
+            raise ConfigError(f"schedule.{key}", schedule[key], f"must be {' or '.join(allowed)}")
+    if not schedule.l1 >= 0:
+        raise ConfigError("schedule.l1", schedule.l1, "must be >= 0")
+    if not 0 < schedule.epsilon <= 1:
+        raise ConfigError("schedule.epsilon", schedule.epsilon,
+                          "must be in (0, 1]: a fraction of the channels")
+    least = 2 if schedule.pairs == "newest" else 1  # newest compares window - 1 earlier masks
+    if schedule.window < least:
+        raise ConfigError("schedule.window", schedule.window, f"must be >= {least} with "
+                          f"schedule.pairs={schedule.pairs}")
+    if epochs < 2:
+        raise ConfigError("trainer.epochs", epochs, "schedule=early_bird needs at least 2: it "
+                          "prunes at the end of an epoch and trains on after")
+    if not 1 <= schedule.max_epoch < epochs:
+        raise ConfigError("schedule.max_epoch", _shown(schedule, "max_epoch"),
+                          f"must be in [1, {epochs}) so that training goes on after pruning")
 
 
 def _check_pairing(cfg: DictConfig) -> None:
@@ -320,6 +359,13 @@ def _check_pairing(cfg: DictConfig) -> None:
             and cfg.granularity.name != "channel":
         raise ConfigError("schedule", "epi", "decides when to prune channels: needs "
                           "granularity=channel")
+    if cfg.schedule.name == "early_bird" and cfg.method.name != "dense":
+        if cfg.granularity.name != "channel":
+            raise ConfigError("schedule", "early_bird", "draws a ticket of channels: needs "
+                              "granularity=channel")
+        if cfg.method.name not in ("magnitude", "gmp", "random"):
+            raise ConfigError("method", cfg.method.name, "schedule=early_bird applies its "
+                              "ticket as binary channel masks: use method=magnitude")
     if layer_method:
         m = cfg.method
         if m.criterion not in CRITERIA:

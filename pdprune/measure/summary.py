@@ -190,6 +190,13 @@ def _epi_lines(summary: dict) -> list[str]:
         when = "never" if e["trigger_epoch"] is None else \
             f"after epoch {e['trigger_epoch']} ({e['trigger']})"
         lines.append(f"epi       pruned {when}; EPI per epoch: {values} (tau {e['tau']:.3f})")
+    if "early_bird" in summary:
+        b = summary["early_bird"]
+        values = " ".join("-" if v is None else f"{v:.3f}" for v in b["distances"])
+        when = "never" if b["trigger_epoch"] is None else \
+            f"after epoch {b['trigger_epoch']} ({b['trigger']})"
+        lines.append(f"early-bird pruned {when}; mask distance per epoch: {values} "
+                     f"(epsilon {b['epsilon']})")
     if "training_cost" in summary:
         c = summary["training_cost"]
         lines.append(f"training  {_count(c['train_macs'])} MACs ({c['vs_dense']:.3f}x of dense "

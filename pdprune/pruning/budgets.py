@@ -4,6 +4,8 @@
 - Global: one cut over the scores of all groups (the structure makes scores comparable and
   settles the counts: a weight cut must leave each layer a weight, channel counts are rounded
   to blocks of channels).
+- ERK: per-layer densities by Erdos-Renyi-Kernel (or uniform), exactly round((1 - s) N)
+  kept in total (erk.py): SET, RigL.
 - Pattern: N:M, where the pattern fixes the count per row; the schedule's progress ramps it.
 - FixedOnce: the inner budget, computed once at the FINAL target when pruning starts (PDP's
   end of warm-up), then scaled: pruned = round(s / s_final * P).
@@ -21,6 +23,7 @@ import torch
 
 from ..measure.latency import compare_latency
 from ..models.blocks import remove_blocks
+from .erk import kept_counts
 from .selection import global_budget, uniform_budget
 
 Scores = Callable[[int], torch.Tensor]
@@ -62,6 +65,18 @@ class Global(Stateless):
         comparable = [self.structure.comparable(scores(i))
                       for i in range(len(self.structure.sizes()))]
         return self.structure.settle(global_budget(comparable, sparsity), final)
+
+
+class ERK(Stateless):
+    """Sparse-from-the-start densities (erk.py): Erdos-Renyi-Kernel or uniform, the total kept
+    exactly round((1 - s) N). Needs each group's weight shape, so weights only."""
+
+    def __init__(self, structure, shapes: list[tuple[int, ...]], distribution: str = "erk"):
+        self.structure, self.shapes, self.distribution = structure, shapes, distribution
+
+    def counts(self, sparsity: float, final: float, scores: Scores) -> list[int]:
+        kept = kept_counts(self.shapes, sparsity, self.distribution, self.structure.names)
+        return [n - k for n, k in zip(self.structure.sizes(), kept, strict=True)]
 
 
 class Pattern(Stateless):

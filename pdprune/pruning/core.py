@@ -6,6 +6,8 @@
     mask       binary or PDP's soft mask, chosen by the structure from `tau` (masks.py)
     budget     units to prune per group at a target (budgets.py)
     schedule   step -> target sparsity, pure or with its own state (schedules.py, EPI)
+    rules      what a method does to training besides masking (rules.py): regrow pruned
+               weights, add a penalty's gradient, freeze learned thresholds
 
 Every method is a choice of these (build.py reads the config). The loop calls the driver at
 named points (before each optimizer step, after each backward, at epoch starts and ends, at
@@ -14,16 +16,21 @@ the end); it never owns the loop. Its state plus the model's state_dict restore 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..measure.results import LayerResult
+from .rules import TrainingRule
 from .structures.base import ExportPlan, Structure
 
 
 class Pruner:
     def __init__(self, structure: Structure, scorer, budget, schedule, steps_per_epoch: int,
-                 compact_when_final: bool = False, harden_at_target: bool = False):
+                 compact_when_final: bool = False, harden_at_target: bool = False,
+                 rules: Sequence[TrainingRule] = ()):
         self.structure, self.scorer, self.budget = structure, scorer, budget
+        self.rules = list(rules)
         self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
         # remove units from the live model once their pruning is final (needs the optimizer)
         self.compact_when_final = compact_when_final
@@ -31,6 +38,7 @@ class Pruner:
         self.optimizer: torch.optim.Optimizer | None = None
         self.sparsity = 0.0  # the schedule's value the masks currently implement
         self.counts = [0] * len(structure.sizes())  # units pruned per row, per group
+        self.step = 0  # the optimizer step under way (set by before_step)
 
     def attach(self) -> Pruner:
         self.structure.attach()
@@ -92,13 +100,18 @@ class Pruner:
 
     def before_step(self, step: int) -> None:
         """Before optimizer step `step` (0-based count of steps already taken)."""
+        self.step = step
         target = self.schedule.sparsity_at(step)
         if target != self.sparsity:
             self.set_sparsity(target)
+        for rule in self.rules:
+            rule.before_step(self, step)
 
     def after_backward(self) -> None:
         """After each backward, before gradient clipping and the optimizer step."""
         self.schedule.after_backward()
+        for rule in self.rules:
+            rule.after_backward(self, self.step)
 
     def end_epoch(self, epochs_done: int) -> dict:
         """After an epoch's last step; returns extra fields for its metrics record."""
@@ -117,12 +130,16 @@ class Pruner:
         parametrizations and check every group against its budget."""
         if self.sparsity != self.schedule.target:
             self.set_sparsity(self.schedule.target)
+        for rule in self.rules:
+            rule.before_finalize(self)
         return self.structure.finalize(self.counts)
 
     def summary_sections(self) -> dict:
-        """The summary's sections of this structure and schedule (channels, blocks, epi)."""
+        """The summary's sections of this structure, schedule and rules (channels, blocks,
+        epi, str)."""
         return {**self.structure.summary(self.counts, self.schedule.target),
-                **self.schedule.summary()}
+                **self.schedule.summary(),
+                **{key: value for rule in self.rules for key, value in rule.summary().items()}}
 
     def export_plan(self) -> ExportPlan:
         return self.structure.export_plan()
@@ -132,7 +149,8 @@ class Pruner:
         return {"sparsity": self.sparsity, "counts": list(self.counts),
                 "structure": self.structure.state_dict(),
                 "budget": self.budget.state_dict(), "scorer": self.scorer.state_dict(),
-                "schedule": self.schedule.state_dict()}
+                "schedule": self.schedule.state_dict(),
+                "rules": [rule.state_dict() for rule in self.rules]}
 
     def load_state_dict(self, state: dict) -> None:
         """Call before loading the model's weights (a layer-pruned model regains its shape)."""
@@ -141,4 +159,7 @@ class Pruner:
         self.scorer.load_state_dict(state["scorer"])
         self.budget.load_state_dict(state["budget"])
         self.structure.load_state_dict(state["structure"], self.counts, self.optimizer)
+        for rule, saved in zip(self.rules, state.get("rules", [{}] * len(self.rules)),
+                               strict=True):
+            rule.load_state_dict(saved)
 

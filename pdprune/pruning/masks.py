@@ -2,7 +2,9 @@
 layer's forward sees mask(w)) and for channel groups (one mask per group, read by every
 parametrized slice of it: structures/channels.py). Every mask has the same calls: `set(count,
 scores)` prunes `count` units per row (binary masks keep the largest scores; soft masks move
-their threshold), `hard(...)` is the decision, `ties(...)` what a threshold cannot decide.
+their threshold), `hard(...)` is the decision, `ties(...)` what a threshold cannot decide,
+`baked(weight)` the weight that stays when the mask is removed (w * hard here; STR's shrunk
+weights, soft_threshold.py).
 The maths: docs/methods.md#pdp."""
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class BinaryMask(nn.Module):
 
     def ties(self, weight: torch.Tensor) -> int:
         return 0  # top-k breaks ties: exactly the budget is kept
+
+    @torch.no_grad()
+    def baked(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.hard(weight)
 
 
 class _MaskedWeight(torch.autograd.Function):
@@ -142,6 +148,10 @@ class PDPSoftMask(nn.Module):
         magnitudes = self.granularity.magnitudes(w.float())
         t = midpoint_threshold(magnitudes, self.pruned)
         return int(torch.isclose(magnitudes, t.expand_as(magnitudes), rtol=1e-6, atol=0).sum())
+
+    @torch.no_grad()
+    def baked(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.hard(weight)
 
 
 class ForwardScope:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from .early_bird_schedule import EarlyBirdSchedule
 from .epi import DEFAULT_TAU
 from .epi_schedule import EPISchedule
 
@@ -105,7 +106,7 @@ class OneShotSchedule(PureSchedule):
         return self.target if step >= self.epoch * self.steps_per_epoch else 0.0
 
 
-Schedule = PDPSchedule | CubicSchedule | OneShotSchedule | EPISchedule
+Schedule = PDPSchedule | CubicSchedule | OneShotSchedule | EPISchedule | EarlyBirdSchedule
 
 
 def build_schedule(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
@@ -120,4 +121,7 @@ def build_schedule(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
         tau = cfg.tau if cfg.tau is not None else DEFAULT_TAU[cfg.criterion]
         return EPISchedule(cfg.target, steps_per_epoch, cfg.criterion, tau, cfg.window,
                            cfg.patience, cfg.max_epoch, cfg.normalize, cfg.cut)
+    if cfg.name == "early_bird":  # watches the channel groups too (docs/methods.md#early-bird)
+        return EarlyBirdSchedule(cfg.target, steps_per_epoch, cfg.epsilon, cfg.window, cfg.pairs,
+                                 cfg.max_epoch, cfg.cut, cfg.l1, cfg.l1_when_pruned)
     raise ValueError(f"schedule={cfg.name} is not implemented")

@@ -7,8 +7,26 @@ from omegaconf import DictConfig
 from torch import nn
 
 
+def param_groups(model: nn.Module) -> list:
+    """The trainable parameters, for an optimizer: a plain list, unless some carry
+    `optim_overrides` (a method's own parameters: movement's scores take their own lr and no
+    weight decay); then the others form the first group and each set of overrides its own."""
+    plain, special = [], {}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        overrides = getattr(p, "optim_overrides", None)
+        if overrides is None:
+            plain.append(p)
+        else:
+            special.setdefault(tuple(sorted(overrides.items())), []).append(p)
+    if not special:
+        return plain
+    return [{"params": plain}, *({"params": ps, **dict(key)} for key, ps in special.items())]
+
+
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(model)
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)

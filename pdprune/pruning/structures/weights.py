@@ -4,6 +4,7 @@ removed physically (a dense layer with zeros is as large as before)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,8 @@ from ..limits import check_cut, check_weight_budget
 from ..masks import BinaryMask, PDPSoftMask
 from .base import ExportPlan, Structure
 from .granularity import Granularity
+
+MaskFactory = Callable[[torch.Tensor, Granularity], nn.Module]
 
 
 @dataclass
@@ -39,8 +42,10 @@ class WeightStructure(Structure):
     (N:M where M does not divide the input dimension) stay dense."""
 
     def __init__(self, targets: list[tuple[str, nn.Module]], granularity: Granularity,
-                 tau: float | None):
+                 tau: float | None, make_mask: MaskFactory | None = None):
         self.granularity, self.tau = granularity, tau  # tau: soft (PDP) masks, else binary
+        # a method's own mask (a parametrization of the weight); None: binary, or PDP's by tau
+        self.make_mask = make_mask
         self.layers = [Layer(name, m) for name, m in targets if granularity.supports(m.weight)]
         self.left_dense = [name for name, m in targets if not granularity.supports(m.weight)]
         self.results: list[LayerResult] | None = None  # once finalized
@@ -110,7 +115,9 @@ class WeightStructure(Structure):
     # --- masks on, and off for good
     def attach(self) -> None:
         for layer in self.layers:
-            layer.mask = PDPSoftMask(self.granularity, self.tau) if self.tau is not None \
+            layer.mask = self.make_mask(layer.module.weight, self.granularity) \
+                if self.make_mask is not None \
+                else PDPSoftMask(self.granularity, self.tau) if self.tau is not None \
                 else BinaryMask(layer.module.weight, self.granularity)
             parametrize.register_parametrization(layer.module, "weight", layer.mask)
 
@@ -122,9 +129,10 @@ class WeightStructure(Structure):
         for layer, count in zip(self.layers, counts, strict=True):
             weight = layer.original
             hard, ties = layer.mask.hard(weight).clone(), layer.mask.ties(weight)
+            baked = layer.mask.baked(weight)  # w * hard; STR: its shrunk weights
             expected = self._weights_pruned(layer, count)
             parametrize.remove_parametrizations(layer.module, "weight", leave_parametrized=False)
-            layer.module.weight.mul_(hard)
+            layer.module.weight.copy_(baked)
             layer.mask = None
             pruned = int((~hard).sum())
             results.append(LayerResult(layer.name, tuple(weight.shape), weight.numel(), expected,
