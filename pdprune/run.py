@@ -252,6 +252,7 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     validate(cfg)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
+    torch.set_flush_denormal(cfg.trainer.flush_denormal)  # a no-op where the CPU cannot
     world = world_from_env()
     start(world, resolve_device(cfg.trainer.device, world))
     if world.is_main:

@@ -87,3 +87,27 @@ def test_fused_unstructured_path_equals_plain_autograd():
     (m * w2 * g).sum().backward()
     torch.testing.assert_close(fused(w1.detach()), (m * w2).detach(), rtol=0, atol=0)
     torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_run_flushes_subnormal_mask_products_on_the_cpu(make_cfg, tmp_path, flush):
+    """PDP's mask of a pruned weight is sigmoid of a large negative: m * w lands in the
+    subnormal floats, on which CPU kernels run ~100x slower. A run flushes them to zero
+    (trainer.flush_denormal), and the mask product shows it."""
+    from pdprune.run import run
+
+    from .conftest import TINY
+    try:
+        run(make_cfg(*TINY, "trainer.epochs=1", f"trainer.flush_denormal={flush}"), tmp_path)
+        # t = 0.75 (the midpoint), (0.5^2 - t^2) / tau = -95: m = sigmoid(-95) = 5.5e-42 and
+        # m * 0.5 = 2.8e-42, below float32's smallest normal (1.2e-38)
+        w = torch.tensor([[0.5, 1.0]])
+        mask = PDPSoftMask(Unstructured(), tau=0.3125 / 95)
+        mask.set(1)
+        product = mask(w)[0, 0].item()
+        if flush:
+            assert product == 0.0
+        else:
+            assert product == pytest.approx(0.5 / (1 + math.exp(95)), rel=1e-2)
+    finally:
+        torch.set_flush_denormal(False)

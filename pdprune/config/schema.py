@@ -560,6 +560,9 @@ class TrainerConfig:
     # CPU threads for torch; null: torch's default (all cores). Parallel CPU sweeps
     # (hydra/launcher=cpu_parallel) want cores / n_jobs, or jobs fight over the cores
     threads: Optional[int] = None
+    # CPU: flush subnormal floats to zero. PDP's soft masks of pruned weights (sigmoid of a
+    # large negative) make subnormal products m * w, on which CPU kernels run ~100x slower
+    flush_denormal: bool = True
     max_train_batches: Optional[int] = None  # per epoch (quick runs, CI); null: all of them
     # mid-epoch checkpoints (resume bit-equal): N optimizer steps, `Nmin` minutes of training, or
     # null (epoch ends only). SIGTERM, SIGUSR1 and Ctrl-C also write one at the current step.
