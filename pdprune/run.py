@@ -91,6 +91,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, world: World = SINGLE) -> Trai
     if device.type == "cuda" and not torch.cuda.is_available():
         from .errors import ConfigError
         raise ConfigError("trainer.device", cfg.trainer.device, "CUDA is not available here")
+    torch.set_flush_denormal(cfg.trainer.flush_denormal)  # a no-op where the CPU cannot
     seed_everything(cfg.seed)
     data = build_data(cfg.dataset, cfg.seed, device, cfg.model)
     if cfg.trainer.max_train_batches:
@@ -252,7 +253,6 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     validate(cfg)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
-    torch.set_flush_denormal(cfg.trainer.flush_denormal)  # a no-op where the CPU cannot
     world = world_from_env()
     start(world, resolve_device(cfg.trainer.device, world))
     if world.is_main:
