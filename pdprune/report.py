@@ -23,6 +23,7 @@ class Run:
     folder: Path
     config: dict  # the composed config Hydra saved (.hydra/config.yaml), or the checkpoint's
     choices: dict[str, str]  # Hydra's config-group choices (e.g. method=gmp, arm=small_dense)
+    overrides: dict[str, str]  # the job's key=value overrides of dotted keys (method.budget=...)
     summary: dict | None  # summary.json: None until the run finished
     error: str | None  # error.txt: why the run failed
     epochs_done: int  # epochs recorded in metrics.jsonl
@@ -60,10 +61,20 @@ def read_run(folder: Path) -> Run:
     return Run(folder=folder, config=config,
                choices={k: str(v) for k, v in choices.items()
                         if not k.startswith("hydra/") and v is not None},
+               overrides=_key_overrides(hydra_dir / "overrides.yaml"),
                summary=json.loads(summary_file.read_text()) if summary_file.exists() else None,
                error=error_file.read_text().strip() if error_file.exists() else None,
                epochs_done=sum(1 for line in metrics.read_text().splitlines() if line.strip())
                if metrics.exists() else 0)
+
+
+def _key_overrides(path: Path) -> dict[str, str]:
+    """Dotted-key overrides of a job (`method.budget=global`), so a sweep over a key reports
+    it like a sweep over a config group; not Hydra's own keys."""
+    lines = OmegaConf.load(path) if path.exists() else []
+    pairs = (str(line).lstrip("+~").split("=", 1) for line in lines)
+    return {key: value for key, value in (p for p in pairs if len(p) == 2)
+            if "." in key and not key.startswith("hydra.")}
 
 
 def _load_yaml(path: Path) -> dict:
@@ -91,7 +102,8 @@ def row(run: Run, root: Path) -> dict:
     """The report's row for one run; the measured columns stay empty unless it finished."""
     s, cfg = run.summary or {}, run.config
     cost = s.get("training_cost", {})
-    extra = {k: v for k, v in run.choices.items() if k not in GROUPS and k != "experiment"}
+    extra = {k: v for k, v in {**run.choices, **run.overrides}.items()
+             if k not in GROUPS and k != "experiment"}
     return {
         "run": _short_name(run.folder, root),
         "status": run.status,

@@ -218,3 +218,20 @@ def test_width_matching_needs_a_width(make_cfg):
         matched_width(cfg.model, lambda c: None, lambda m: [], 0.5)
     with pytest.raises(PdpruneError, match="model.match_nonzeros=1.5: must be a sparsity"):
         check(["model.match_nonzeros=1.5"])
+
+
+def test_a_sweep_over_a_key_reports_it_like_a_config_group(tmp_path):
+    """`-m method.budget=uniform,global`: the budget is a column and names the curves, so the
+    two policies are never averaged together."""
+    root = tmp_path / "multirun"
+    for i, (budget, top1) in enumerate([("uniform", 0.80), ("global", 0.90)]):
+        _fake_run(root / f"{i}_x", method="gmp", sparsity=0.9, seed=0, top1=top1)
+        (root / f"{i}_x" / ".hydra" / "overrides.yaml").write_text(
+            f"- method=gmp\n- method.budget={budget}\n- hydra.job.chdir=false\n")
+    rows = write_report(root, tmp_path / "out")["rows"]
+    assert [r["method.budget"] for r in rows] == ["uniform", "global"]
+    assert "hydra.job.chdir" not in rows[0]
+    assert [series_label(r, rows) for r in rows] == ["gmp / uniform", "gmp / global"]
+    table = cost_table(rows)
+    assert "| gmp / uniform | 0.9 | 1 | 0.8000 |" in table
+    assert "| gmp / global | 0.9 | 1 | 0.9000 |" in table
