@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import signal
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from pdprune.config import CONFIG_DIR
+
+
+def pytest_configure(config):
+    """A suite started in the background (`cmd &` without job control) inherits SIGINT
+    ignored, and pdprune rightly leaves an ignored SIGINT alone; the Ctrl-C tests need it as a
+    terminal delivers it, in this process and in the runs it starts."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
