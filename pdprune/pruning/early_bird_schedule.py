@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .channel_cost import ChannelCost
 from .early_bird import EarlyBirdQueue, Mask
 from .importance import BATCH_NORMS, static_scores
 from .selection import global_budget, keep_largest
+from .triggered import PruneOnceWhenTriggered
 
 
 def bn_members(structure) -> list[list[tuple[str, torch.Tensor]]]:
@@ -41,7 +41,7 @@ def check_bn_groups(groups, modules) -> None:
                               "model with BN, e.g. model=resnet20, or schedule=epi)")
 
 
-class EarlyBirdSchedule:
+class EarlyBirdSchedule(PruneOnceWhenTriggered):
     def __init__(self, target: float, steps_per_epoch: int, epsilon: float, window: int,
                  pairs: str, max_epoch: int, cut: str = "channels", l1: float = 1e-4,
                  l1_when_pruned: bool = False):
@@ -59,20 +59,10 @@ class EarlyBirdSchedule:
         """Draw the mask of `structure`'s coupled groups after every epoch."""
         self.structure = structure
         self.members = bn_members(structure)
-        if self.cut == "macs":
-            self.cost = ChannelCost(structure)
-            self.macs_budget = self.cost.uniform_macs(self.target)
+        self.plan_cost(structure)
         return self
 
     # --- the schedule
-    def sparsity_at(self, step: int) -> float:
-        if self.prune_epoch is None or step < self.prune_epoch * self.steps_per_epoch:
-            return 0.0
-        return self.target
-
-    def due(self, step: int) -> bool:
-        return self.sparsity_at(step) > 0
-
     @property
     def watching(self) -> bool:
         return self.structure is not None and self.prune_epoch is None

@@ -21,13 +21,13 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .channel_cost import ChannelCost
 from .epi import EarlyPruningIndicator
 from .importance import ImportanceMeter, scored_type
 from .selection import global_budget, round_kept
+from .triggered import PruneOnceWhenTriggered
 
 
-class EPISchedule:
+class EPISchedule(PruneOnceWhenTriggered):
     def __init__(self, target: float, steps_per_epoch: int, criterion: str, tau: float,
                  window: int, patience: int, max_epoch: int, normalize: str = "mean",
                  cut: str = "macs"):
@@ -53,20 +53,10 @@ class EPISchedule:
                                   f"the channel group of {group.root} has no layer it can score")
         self.meter = ImportanceMeter({name: structure.modules[name] for members in self.members
                                       for name, _ in members}, self.criterion)
-        if self.cut == "macs":
-            self.cost = ChannelCost(structure)
-            self.macs_budget = self.cost.uniform_macs(self.target)
+        self.plan_cost(structure)
         return self
 
     # --- the schedule
-    def sparsity_at(self, step: int) -> float:
-        if self.prune_epoch is None or step < self.prune_epoch * self.steps_per_epoch:
-            return 0.0
-        return self.target
-
-    def due(self, step: int) -> bool:
-        return self.sparsity_at(step) > 0
-
     @property
     def watching(self) -> bool:
         return self.prune_epoch is None
