@@ -208,6 +208,10 @@ class Pruning:
     def achieved_sparsity(self) -> float:
         return self.core.achieved_sparsity()
 
+    def layer_sparsity(self) -> dict[str, float]:
+        """Each pruned layer's achieved sparsity now (channels: its coupled group's)."""
+        return self.core.achieved_by_layer()
+
     @property
     def num_prunable(self) -> int:
         return self.core.num_prunable

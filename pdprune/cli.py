@@ -73,7 +73,7 @@ def write_failure(exc: Exception, run_dir: Path) -> str | None:
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
-def hydra_job(cfg: DictConfig) -> None:
+def hydra_job(cfg: DictConfig) -> float | None:
     from .distributed import stop
     from .run import run  # torch and friends load only once the config is known to be good
     from .train.preempt import resume_requeued
@@ -87,8 +87,9 @@ def hydra_job(cfg: DictConfig) -> None:
     if cfg.trainer.overwrite and not resumes(cfg.trainer.resume, run_dir):
         clear_outputs(run_dir)  # main() refused a reused folder without trainer.overwrite
     failed = None  # a file that could not be written: one line, once the writer is gone
+    summary = None
     try:
-        run(cfg, run_dir, labels)
+        summary = run(cfg, run_dir, labels)
     except PdpruneError as exc:
         job_failed(run_dir, str(exc))
     except KeyboardInterrupt:  # outside training (set-up, export) or a second Ctrl-C
@@ -110,6 +111,9 @@ def hydra_job(cfg: DictConfig) -> None:
     if failed is not None:
         gc.collect()  # a failed torch.save holds its partial file (and the space) until freed
         job_failed(run_dir, failed)
+        return None
+    # what a tuning sweep maximises (hparams_search/); None: the job failed, a failed trial
+    return (summary or {}).get("accuracy", {}).get("val", {}).get("top1")
 
 
 def quiet_rank(argv: list[str]) -> list[str]:

@@ -103,7 +103,7 @@ def row(run: Run, root: Path) -> dict:
     s, cfg = run.summary or {}, run.config
     cost = s.get("training_cost", {})
     extra = {k: v for k, v in {**run.choices, **run.overrides}.items()
-             if k not in GROUPS and k != "experiment"}
+             if k not in GROUPS and k not in ("experiment", "experiment_method")}
     return {
         "run": _short_name(run.folder, root),
         "status": run.status,
@@ -288,9 +288,10 @@ def pick_layer_run(runs: list[Run], wanted: str | None) -> Run | None:
     return max(done, key=lambda r: r.summary["target_sparsity"], default=None)
 
 
-def write_report(root: Path, out: Path, layers_of: str | None = None) -> dict:
+def write_report(root: Path, out: Path, layers_of: str | None = None,
+                 source: str | None = None) -> dict:
     """Everything into `out`: report.md (tables + failed runs), report.csv and the plots.
-    Returns {"rows", "files"}."""
+    `source`: what the heading names (default: `root`). Returns {"rows", "files"}."""
     runs = find_runs(root)
     if not runs:
         raise ValueError(f"{root}: no runs found (no .hydra/config.yaml or summary.json below)")
@@ -311,7 +312,7 @@ def write_report(root: Path, out: Path, layers_of: str | None = None) -> dict:
         plot_layers(chosen, out / "layer_sparsity.png")
         files.append(out / "layer_sparsity.png")
     not_ok = [r for r in rows if r["status"] != "ok"]
-    lines = [f"# Report: {root}", "", f"{len(rows)} runs: "
+    lines = [f"# Report: {source or root}", "", f"{len(rows)} runs: "
              + ", ".join(f"{sum(r['status'] == s for r in rows)} {s}"
                          for s in ("ok", "failed", "incomplete")), ""]
     if any(r["status"] == "ok" for r in rows):

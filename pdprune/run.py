@@ -41,6 +41,7 @@ from .models.text_names import TEXT_MODELS
 from .models.width_match import matched_width
 from .pruning.build import mask_labels
 from .pruning.targets import select_targets
+from .tracking import RunContext, Tracker, build_tracker
 from .train import (
     Trainer,
     build_lr_scheduler,
@@ -147,7 +148,8 @@ def make_trainer(cfg: DictConfig, model, data, pruning: Pruning, device: torch.d
                    config=OmegaConf.to_container(cfg, resolve=True),
                    channels_last=device.type == "cuda" if cfg.trainer.channels_last is None
                    else cfg.trainer.channels_last,
-                   compile_model=cfg.trainer.compile, distiller=distiller, world=world)
+                   compile_model=cfg.trainer.compile, distiller=distiller, world=world,
+                   log_every_n_steps=cfg.trainer.log_every_n_steps)
 
 
 def fine_tune_teacher(cfg: DictConfig, model, data, device: torch.device, folder: Path,
@@ -258,6 +260,7 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     run_dir = from_main(run_dir)  # Hydra named it from the clock on each rank: rank 0's wins
+    tracker = build_tracker(cfg.logger) if world.is_main else Tracker()  # a missing extra: now
     trainer = build_trainer(cfg, run_dir, world)
     if cfg.trainer.resume:
         path = resolve_checkpoint(cfg.trainer.resume)
@@ -265,6 +268,18 @@ def run(cfg: DictConfig, run_dir: Path, labels: dict[str, str] | None = None) ->
         check_same_run(payload["config"], trainer.config)
         trainer.load_checkpoint(payload)
         log.info("resumed from %s after epoch %d", path, trainer.state.epoch)
+    trainer.tracker = tracker
+    context = RunContext.current(trainer.config, run_dir)
+    context.resumed, context.start_step = bool(cfg.trainer.resume), trainer.state.step
+    with tracker.running(context):
+        summary = train_and_export(cfg, trainer, run_dir, labels, world)
+        tracker.log_summary(summary)
+    return summary
+
+
+def train_and_export(cfg: DictConfig, trainer: Trainer, run_dir: Path,
+                     labels: dict[str, str] | None, world: World) -> dict:
+    """Train, finalize the masks, evaluate, export, measure; summary.json (rank 0)."""
     data, model, pruning = trainer.data, trainer.model, trainer.pruning
     log.info("%s: %d prunable weights in %d %s, %d train batches/epoch, device %s",
              cfg.method.name, pruning.num_prunable, len(pruning.layers),

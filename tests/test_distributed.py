@@ -37,7 +37,9 @@ def launch(run_dir: Path, *args: str, ranks: int = 1) -> subprocess.CompletedPro
                          ids=["gmp", "pdp"])
 def test_two_ranks_agree_with_each_other_and_with_one_process(tmp_path, method):
     launch(tmp_path / "one", *method)
-    launch(tmp_path / "two", *method, ranks=2)
+    # loggers write on rank 0 only: one folder for every rank's event files would hold one
+    launch(tmp_path / "two", *method, "logger=[csv,tensorboard]",
+           f"logger.tensorboard.log_dir={tmp_path}/tb", ranks=2)
 
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["distributed"]["world_size"] == 2
@@ -55,6 +57,8 @@ def test_two_ranks_agree_with_each_other_and_with_one_process(tmp_path, method):
     metrics = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in metrics] == [1, 2, 3]
     assert len(list(tmp_path.rglob("summary.json"))) == 2
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
+    assert (tmp_path / "two" / "metrics.csv").read_text().count("\n") == 4  # header + 3 epochs
 
 
 def test_rank_slices_partition_every_batch():

@@ -18,10 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_the_wheel_holds_every_config(tmp_path):
+def test_the_wheel_holds_every_config_and_the_sweeper_plugin(tmp_path):
     source = tmp_path / "source"  # a copy: setuptools leaves build/ where it builds
-    shutil.copytree(REPO / "pdprune", source / "pdprune",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("pdprune", "hydra_plugins"):
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
@@ -32,6 +33,8 @@ def test_the_wheel_holds_every_config(tmp_path):
     ours = {f"pdprune/configs/{p.relative_to(CONFIG_DIR).as_posix()}"
             for p in CONFIG_DIR.rglob("*.yaml")}
     assert len(ours) > 50 and shipped == ours
+    # the tuning sweeper: Hydra takes sweepers only from the hydra_plugins package
+    assert "hydra_plugins/pdprune_tuning/resumable_optuna.py" in zipfile.ZipFile(wheel).namelist()
 
 
 def prune_train(cwd: Path, *args: str) -> subprocess.CompletedProcess:

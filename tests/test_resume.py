@@ -63,20 +63,25 @@ def test_resume_of_layer_and_epi_runs(make_cfg, tmp_path, monkeypatch, name):
     check_resume(make_cfg, tmp_path, monkeypatch, overrides)
 
 
+def die_after_checkpoint(monkeypatch, epoch: int) -> None:
+    """Runs raise Killed right after writing epoch `epoch`'s checkpoint (monkeypatch.undo())."""
+    save = loop.Trainer.save_checkpoint
+
+    def save_then_die(self):
+        save(self)
+        if self.state.epoch == epoch:
+            raise Killed
+
+    monkeypatch.setattr(loop.Trainer, "save_checkpoint", save_then_die)
+
+
 def check_resume(make_cfg, tmp_path, monkeypatch, overrides: list[str]) -> None:
     whole = tmp_path / "whole"
     run(make_cfg(*overrides), whole)
 
     # kill right after epoch 2's checkpoint is written (mid-ramp: masks and budgets are live)
-    save = loop.Trainer.save_checkpoint
-
-    def save_then_die(self):
-        save(self)
-        if self.state.epoch == 2:
-            raise Killed
-
     killed = tmp_path / "killed"
-    monkeypatch.setattr(loop.Trainer, "save_checkpoint", save_then_die)
+    die_after_checkpoint(monkeypatch, epoch=2)
     with pytest.raises(Killed):
         run(make_cfg(*overrides), killed)
     monkeypatch.undo()

@@ -3,6 +3,7 @@ run folder, so a bad key or value costs one line of output and nothing on disk."
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from .compose_errors import describe
 from .validate import validate
 
 INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "resolve")
+BASIC_SWEEPER = f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"
 
 
 def user_config_dir(argv: list[str]) -> list[str]:
@@ -53,13 +55,30 @@ def job_overrides(argv: list[str]) -> list[list[str]] | None:
             raise PdpruneError(f"{sweeps[0]}: a sweep needs --multirun (-m)")
         return [args.overrides + user_config_dir(argv)]
     first = [o.input_line for o in parsed if not o.is_sweep_override()]
-    params = _compose(first + user_config_dir(argv), hydra=True).hydra.sweeper.get("params") or {}
+    sweeper = _compose(first + user_config_dir(argv), hydra=True).hydra.sweeper
+    params = sweeper.get("params") or {}
     try:  # as Hydra's BasicSweeper does: the recipe's sweep first, the command line wins
         parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()]) + parsed
     except HydraException as exc:
         raise PdpruneError(f"hydra.sweeper.params: {describe(exc)}") from None
+    if sweeper.get("_target_") != BASIC_SWEEPER:  # e.g. Optuna's (hparams_search=): it picks
+        _check_installed(sweeper._target_)
+        # the searched values trial by trial; check the fixed part, searched keys at their defaults
+        return [[o.input_line for o in parsed if not o.is_sweep_override()]
+                + user_config_dir(argv)]
     jobs = BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
     return [job + user_config_dir(argv) for job in jobs]
+
+
+def _check_installed(target: str) -> None:
+    """A sweeper whose plugin (or what the plugin needs) is not installed: one line, not
+    Hydra's traceback."""
+    module, _, name = target.rpartition(".")
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, ValueError, AttributeError):
+        raise ConfigError("hydra.sweeper._target_", target, "not installed (hparams_search: "
+                          "pip install -e \".[tuning]\" in the pdprune checkout)") from None
 
 
 def _compose(overrides: list[str], hydra: bool = False):

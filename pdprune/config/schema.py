@@ -564,6 +564,7 @@ class TrainerConfig:
     # large negative) make subnormal products m * w, on which CPU kernels run ~100x slower
     flush_denormal: bool = True
     max_train_batches: Optional[int] = None  # per epoch (quick runs, CI); null: all of them
+    log_every_n_steps: int = 20  # loss and lr to the loggers (logger=...) every N steps
     # mid-epoch checkpoints (resume bit-equal): N optimizer steps, `Nmin` minutes of training, or
     # null (epoch ends only). SIGTERM, SIGUSR1 and Ctrl-C also write one at the current step.
     checkpoint_every: Optional[str] = "10min"
@@ -585,6 +586,41 @@ class ExportConfig:
     latency_compiled: bool = True  # also time both models under torch.compile on the CPU
 
 
+# ---------------------------------------------------------------- loggers (docs/tracking.md)
+
+
+@dataclass
+class CsvLoggerConfig:
+    """metrics.csv beside metrics.jsonl (a run's own files are written with or without it)."""
+
+    _target_: str = "pdprune.tracking.csv_logger.CsvLogger"
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "pdprune.tracking.tensorboard_logger.TensorBoardLogger"
+    log_dir: str = "tensorboard"  # inside the run folder: `tensorboard --logdir runs/` finds it
+    images: bool = True  # the run's plots as images, at the end
+
+
+@dataclass
+class MlflowLoggerConfig:
+    _target_: str = "pdprune.tracking.mlflow_logger.MlflowLogger"
+    # null: $MLFLOW_TRACKING_URI, else a SQLite store in the working directory
+    tracking_uri: Optional[str] = None
+    experiment_name: Optional[str] = None  # null: a sweep's folder, or "prune-train" for one run
+    log_model: bool = True  # the exported model files as artifacts
+
+
+@dataclass
+class WandbLoggerConfig:
+    _target_: str = "pdprune.tracking.wandb_logger.WandbLogger"
+    mode: str = "offline"  # offline (no network needed; `wandb sync` later) | online | disabled
+    project: str = "pdprune"
+    entity: Optional[str] = None
+    images: bool = True
+
+
 # ---------------------------------------------------------------- root
 
 
@@ -598,6 +634,7 @@ class TrainConfig:
     optim: Any = MISSING
     trainer: Any = MISSING
     export: Any = MISSING
+    logger: Any = field(default_factory=dict)  # name -> logger config (configs/logger/)
     sparsity: float = 0.9  # fraction of prunable weights that end at zero
     seed: int = 0
 
@@ -626,6 +663,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
     "trainer": {"default": TrainerConfig},
     "export": {"default": ExportConfig},
+    "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorBoardLoggerConfig,
+               "mlflow": MlflowLoggerConfig, "wandb": WandbLoggerConfig},
 }
 
 

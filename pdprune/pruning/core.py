@@ -79,6 +79,9 @@ class Pruner:
         """The fraction of units the (hardened) masks prune right now."""
         return self.structure.achieved()
 
+    def achieved_by_layer(self) -> dict[str, float]:
+        return self.structure.achieved_by_layer()
+
     # --- the loop's calls
     def begin_epoch(self, epoch: int) -> bool:
         """Before the first batch of `epoch` (0-based), while the loader is idle: structures

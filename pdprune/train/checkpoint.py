@@ -84,7 +84,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 RESUME_MAY_CHANGE = ("trainer.resume", "trainer.progress", "trainer.device", "trainer.threads",
-                     "trainer.overwrite", "trainer.checkpoint_every")
+                     "trainer.overwrite", "trainer.checkpoint_every", "trainer.log_every_n_steps")
 
 
 def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
@@ -103,7 +103,8 @@ def check_same_run(saved: dict, current: dict) -> None:
     # model.match_nonzeros derives the width when the run starts: compare the cause only
     derived = {"model.width"} if old.get("model.match_nonzeros") is not None else set()
     for key in sorted(old.keys() | new.keys(), key=lambda k: (k.count("."), k)):
-        if key in RESUME_MAY_CHANGE or key in derived or old.get(key) == new.get(key):
+        if key in RESUME_MAY_CHANGE or key in derived or old.get(key) == new.get(key) \
+                or key.startswith("logger."):  # where a run reports, not what it computes
             continue
         parts = key.split(".")
         for group in (".".join(parts[:i]) for i in range(1, len(parts))):

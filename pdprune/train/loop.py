@@ -20,6 +20,7 @@ from ..data.bundle import DataBundle
 from ..distributed import SINGLE, World, data_parallel, global_mean_scale
 from ..errors import PdpruneError, Preempted
 from ..measure.training_cost import network_size
+from ..tracking import Tracker
 from .checkpoint import (
     CHECKPOINT,
     restore_rng_states,
@@ -80,7 +81,8 @@ class Trainer:
                  label_smoothing: float = 0.0, grad_clip_norm: float | None = None,
                  progress: bool = True, config: dict | None = None,
                  channels_last: bool = False, compile_model: bool = False,
-                 distiller: Distiller | None = None, world: World = SINGLE):
+                 distiller: Distiller | None = None, world: World = SINGLE,
+                 log_every_n_steps: int = 20):
         self.model, self.data, self.pruning = model, data, pruning
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.epochs, self.device, self.amp_dtype = epochs, device, amp_dtype
@@ -88,6 +90,8 @@ class Trainer:
         self.grad_clip_norm = grad_clip_norm
         self.distiller = distiller  # None: the loss is plain cross-entropy
         self.world = world  # one of several data-parallel ranks: only rank 0 writes
+        self.tracker = Tracker()  # the loggers (logger=...): run() sets them on rank 0
+        self.log_every_n_steps = log_every_n_steps
         self.config = config or {}  # the resolved run config, saved with every checkpoint
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -155,6 +159,8 @@ class Trainer:
         }
         if self.world.is_main:
             self.metrics.append(record)
+            self.tracker.log_epoch(epoch + 1, self.state.step, record,
+                                   self.pruning.layer_sparsity() if self.tracker.active else {})
         log.info("epoch %d/%d  loss %.4f  val top1 %.4f  sparsity %.3f (target %.3f)  %.1fs%s",
                  epoch + 1, self.epochs, train["loss"], val["top1"],
                  record["achieved_sparsity"], record["target_sparsity"],
@@ -188,6 +194,10 @@ class Trainer:
             correct += (logits.argmax(dim=1) == y).sum()
             seen += len(y)
             done += 1
+            if self.tracker.active and self.state.step % self.log_every_n_steps == 0:
+                self.tracker.log_step(self.state.step, {  # a host read: every N steps only
+                    "train_step/loss": float(loss),
+                    "train_step/lr": self.optimizer.param_groups[0]["lr"]})
             signum = self.after_step(loss, epoch, last=done == batches)
             if done == batches:  # a signal now is acted on at the epoch's end, a moment later
                 continue

@@ -63,6 +63,11 @@ class Structure:
         """The fraction of its units the (hardened) masks prune right now."""
         raise NotImplementedError
 
+    def achieved_by_layer(self) -> dict[str, float]:
+        """Each pruned layer's fraction of units the (hardened) masks prune right now (what
+        the loggers plot per epoch); empty where units are not per layer."""
+        return {}
+
     def attach(self) -> None:
         """Put the masks on the model."""
 

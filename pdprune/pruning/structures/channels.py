@@ -212,6 +212,11 @@ class ChannelStructure(Structure):
     def achieved(self) -> float:
         return sum(int((~m.hard()).sum()) for m in self.masks) / max(1, self.num_channels)
 
+    def achieved_by_layer(self) -> dict[str, float]:
+        """A layer's share of its coupled group's channels that are pruned."""
+        return {p.name: int((~m.hard()).sum()) / g.channels
+                for g, m in zip(self.groups, self.masks, strict=True) for p in g.producers}
+
     # --- masks on, and off for good
     def attach(self) -> None:
         self.masks = [SoftChannelMask(c, self.tau, self.scope) if self.tau is not None

@@ -104,9 +104,16 @@ class WeightStructure(Structure):
         """Pruned by the hardened masks (after finalize: by the masks that were baked)."""
         if self.results is not None:
             return sum(r.pruned for r in self.results) / max(1, self.num_prunable)
-        zeros = sum(int((~m.hard(layer.original)).sum())
-                    for layer, m in zip(self.layers, self.masks, strict=True))
-        return zeros / max(1, self.num_prunable)
+        return sum(self._zeros()) / max(1, self.num_prunable)
+
+    @torch.no_grad()
+    def achieved_by_layer(self) -> dict[str, float]:
+        return {layer.name: zeros / layer.original.numel()
+                for layer, zeros in zip(self.layers, self._zeros(), strict=True)}
+
+    def _zeros(self) -> list[int]:
+        return [int((~m.hard(layer.original)).sum())
+                for layer, m in zip(self.layers, self.masks, strict=True)]
 
     def _weights_pruned(self, layer: Layer, count: int) -> int:
         weight = layer.original
