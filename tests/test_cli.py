@@ -14,7 +14,7 @@ import torch
 pytestmark = pytest.mark.slow
 
 
-def prune_train(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def prune_train(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, "-m", "pdprune", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)

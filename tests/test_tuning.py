@@ -91,7 +91,9 @@ def test_pdp_study_continues_after_more_trials_and_a_kill(tmp_path):
     from pdprune.report import write_report  # the trials read like any sweep's jobs
 
     rows = write_report(folder, tmp_path / "report")["rows"]
-    assert {t.params["method.tau"] for t in complete} <= {float(r["method.tau"]) for r in rows}
+    # (the killed trial's row may have no overrides yet: killed before Hydra saved them)
+    assert {t.params["method.tau"] for t in complete} <= \
+        {float(r["method.tau"]) for r in rows if r["method.tau"] != ""}
 
 
 def test_gmp_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
