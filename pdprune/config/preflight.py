@@ -3,7 +3,6 @@ run folder, so a bad key or value costs one line of output and nothing on disk."
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -71,14 +70,16 @@ def job_overrides(argv: list[str]) -> list[list[str]] | None:
 
 
 def _check_installed(target: str) -> None:
-    """A sweeper whose plugin (or what the plugin needs) is not installed: one line, not
-    Hydra's traceback."""
-    module, _, name = target.rpartition(".")
-    try:
-        getattr(importlib.import_module(module), name)
-    except (ImportError, ValueError, AttributeError):
-        raise ConfigError("hydra.sweeper._target_", target, "not installed (hparams_search: "
-                          "pip install -e \".[tuning]\" in the pdprune checkout)") from None
+    """A sweeper Hydra cannot find among its plugins (not installed, or an editable install
+    that hides hydra_plugins/ from Hydra's scan): one line, not Hydra's traceback."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    found = {f"{p.__module__}.{p.__name__}" for p in Plugins.instance().discover(Sweeper)}
+    if target not in found:
+        raise ConfigError("hydra.sweeper._target_", target, "not installed as a Hydra plugin "
+                          "(hparams_search: in the pdprune checkout, pip install -e "
+                          "\".[tuning]\" --config-settings editable_mode=compat)")
 
 
 def _compose(overrides: list[str], hydra: bool = False):
