@@ -62,10 +62,9 @@ def kill_once_started(cwd: Path, folder: Path, job: int, *args: str) -> None:
 
 
 def test_pdp_study_continues_after_more_trials_and_a_kill(tmp_path):
-    """The acceptance line, run as 2 trials, then continued to 3 and killed in the 3rd, then
-    the same command again: the interrupted trial is failed and replaced."""
+    """The acceptance line: 3 trials killed in the 3rd (2 done), then the same command again
+    continues to 3: the interrupted trial is failed and replaced."""
     folder = tmp_path / "multirun" / "hparams_search" / "pdp_mlp_digits"
-    prune_train(tmp_path, "hparams_search=pdp", "hydra.sweeper.n_trials=2")
     kill_once_started(tmp_path, folder, 2, "hparams_search=pdp", "hydra.sweeper.n_trials=3")
     proc = prune_train(tmp_path, "hparams_search=pdp", "hydra.sweeper.n_trials=3")
     assert "2 finished trial(s) of 3: running 1" in proc.stderr + proc.stdout
