@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.flat import flatten
+
 GROUPS = ("model", "dataset", "method", "granularity", "schedule")
 
 
@@ -73,16 +75,6 @@ class RunContext:
         flat = {k: v for k, v in flatten(self.config).items() if not k.startswith("logger.")}
         return {**{k: str(v) for k, v in flat.items()},
                 **{f"choice.{k}": v for k, v in self.choices.items()}}
-
-
-def flatten(tree: object, prefix: str = "", sep: str = ".") -> dict[str, object]:
-    """Nested dicts as one level of `a.b.c` keys; lists are values."""
-    if isinstance(tree, dict) and tree:
-        out: dict[str, object] = {}
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}{sep}", sep))
-        return out
-    return {prefix[:-len(sep)]: tree} if prefix else {}
 
 
 def numbers(tree: dict, sep: str = "/") -> dict[str, float]:

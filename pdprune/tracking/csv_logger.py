@@ -7,10 +7,11 @@ import csv
 import io
 from pathlib import Path
 
+from ..config.flat import flatten
 from ..files import write_text
 from ..train.metrics import MetricsLog
 from .base import RunLogger
-from .context import RunContext, flatten
+from .context import RunContext
 
 
 class CsvLogger(RunLogger):

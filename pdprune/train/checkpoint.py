@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config.flat import flatten
 from ..errors import ConfigError, PdpruneError
 from ..models.checkpoint import torch_load
 
@@ -87,19 +88,10 @@ RESUME_MAY_CHANGE = ("trainer.resume", "trainer.progress", "trainer.device", "tr
                      "trainer.overwrite", "trainer.checkpoint_every", "trainer.log_every_n_steps")
 
 
-def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(tree, dict):
-        out: dict[str, object] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
 def check_same_run(saved: dict, current: dict) -> None:
     """A resumed run keeps the config it started with: name the first key that differs,
     shallowest first (so `sparsity`, not the `schedule.target` that interpolates it)."""
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten(saved), flatten(current)
     # model.match_nonzeros derives the width when the run starts: compare the cause only
     derived = {"model.width"} if old.get("model.match_nonzeros") is not None else set()
     for key in sorted(old.keys() | new.keys(), key=lambda k: (k.count("."), k)):
